@@ -1,0 +1,117 @@
+"""Export JSON Schema for every contract and an AsyncAPI document for the NATS subjects.
+
+    cityos-contracts export [DIR]   write the files (default: contracts/schema)
+    cityos-contracts check [DIR]    exit 1 if the files on disk are stale
+"""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from cityos_contracts import datasets, records
+from cityos_contracts.subjects import STREAMS
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schema"
+
+PUBLIC_PAYLOADS: tuple[type[msgspec.Struct], ...] = (
+    datasets.DatasetRegistration,
+    datasets.DatasetVersion,
+    datasets.BatchResult,
+    datasets.DeadLetter,
+    datasets.ContributionMetrics,
+    records.RawRecordBatch,
+    records.ObservationBatch,
+    records.EntityBatch,
+    records.MediaBatch,
+)
+
+
+def json_schemas(ref_template: str) -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(PUBLIC_PAYLOADS, ref_template=ref_template)
+    return components
+
+
+def asyncapi(components: dict[str, Any]) -> dict[str, Any]:
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for stream in STREAMS:
+        for subject in stream.subjects:
+            name = subject.message.__name__
+            messages[name] = {
+                "name": name,
+                "contentType": "application/json",
+                "payload": {"$ref": f"#/components/schemas/{name}"},
+                "headers": {
+                    "type": "object",
+                    "properties": {
+                        "Nats-Msg-Id": {"type": "string", "description": "dedupe key"},
+                        "traceparent": {"type": "string", "description": "W3C trace context"},
+                    },
+                },
+            }
+            key = subject.pattern.replace(".", "_").replace("<", "").replace(">", "")
+            params = {
+                p[1:-1]: {"description": p[1:-1]}
+                for p in subject.pattern.split(".") if p.startswith("<")
+            }
+            channels[key] = {
+                "address": "{prefix}." + subject.pattern.replace("<", "{").replace(">", "}"),
+                "description": f"{subject.description} Stream {stream.name}.",
+                "parameters": {"prefix": {"description": "deployment namespace"}, **params},
+                "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+            }
+            operations[f"publish_{key}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{key}"},
+                "summary": "Published by " + ", ".join(subject.publishers),
+            }
+            if subject.subscribers:
+                operations[f"consume_{key}"] = {
+                    "action": "receive",
+                    "channel": {"$ref": f"#/channels/{key}"},
+                    "summary": "Consumed by " + ", ".join(subject.subscribers),
+                }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "CityOS NATS subjects", "version": "1"},
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": components},
+    }
+
+
+def render() -> dict[str, bytes]:
+    fmt = lambda obj: msgspec.json.format(msgspec.json.encode(obj), indent=2) + b"\n"  # noqa: E731
+    return {
+        "json-schema.json": fmt({"$defs": json_schemas("#/$defs/{name}")}),
+        "asyncapi.json": fmt(asyncapi(json_schemas("#/components/schemas/{name}"))),
+    }
+
+
+def stale_files(directory: Path = DEFAULT_DIR) -> list[str]:
+    return [
+        name for name, content in render().items()
+        if not (directory / name).exists() or (directory / name).read_bytes() != content
+    ]
+
+
+def main() -> None:
+    command = sys.argv[1] if len(sys.argv) > 1 else "export"
+    directory = Path(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_DIR
+    if command == "check":
+        stale = stale_files(directory)
+        if stale:
+            sys.exit(f"stale contract exports: {', '.join(stale)}; run `cityos-contracts export`")
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, content in render().items():
+        (directory / name).write_bytes(content)
+    print(f"wrote {', '.join(render())} to {directory}")
+
+
+if __name__ == "__main__":
+    main()
