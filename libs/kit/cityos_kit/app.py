@@ -1,0 +1,96 @@
+"""The one Litestar app factory: health, readiness, Prometheus metrics, OpenAPI, tracing, logs.
+
+A service passes its routes, a lifespan that opens its resources, and readiness checks; every
+cross-cutting concern is wired here so it is the same in every service.
+"""
+
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ControllerRouterHandler
+
+from cityos_kit.bus import current_trace_id
+from cityos_kit.config import Settings
+from cityos_kit.telemetry import logger, setup_telemetry, tracer_provider
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
+
+log = logger("cityos.app")
+PROBE_PATHS = ["/healthz", "/readyz", "/metrics"]
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+
+
+def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """4xx keep their reason; anything else is logged with the trace id and answered 500."""
+    if isinstance(exc, HTTPException):
+        body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
+        if exc.extra:
+            body["extra"] = exc.extra
+        return Response(body, status_code=exc.status_code, headers=exc.headers)
+    log.exception("unhandled_error", path=request.url.path)
+    return Response(
+        {"status_code": 500, "detail": "internal error", "trace_id": current_trace_id()},
+        status_code=500,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    route_handlers: Sequence[ControllerRouterHandler],
+    lifespan: Sequence[Lifespan] = (),
+    readiness: dict[str, ReadinessCheck] | None = None,
+    title: str | None = None,
+    description: str = "",
+    **litestar_options: Any,
+) -> Litestar:
+    setup_telemetry(settings)
+    checks = readiness or {}
+
+    @get("/healthz", media_type=MediaType.JSON, include_in_schema=False, sync_to_thread=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service}
+
+    @get("/readyz", media_type=MediaType.JSON, include_in_schema=False)
+    async def readyz() -> Response[dict[str, Any]]:
+        results = {name: await check() for name, check in checks.items()}
+        ready = all(results.values())
+        return Response({"ready": ready, "checks": results}, status_code=200 if ready else 503)
+
+    metrics = PrometheusConfig(app_name=settings.service, prefix="cityos", exclude=PROBE_PATHS)
+    telemetry = OpenTelemetryConfig(tracer_provider=tracer_provider(settings.service),
+                                    exclude=PROBE_PATHS)
+    return Litestar(
+        route_handlers=[healthz, readyz, MetricsController, *route_handlers],
+        lifespan=list(lifespan),
+        middleware=[metrics.middleware],
+        plugins=[OpenTelemetryPlugin(telemetry)],
+        openapi_config=OpenAPIConfig(
+            title=title or f"CityOS {settings.service}", version="1", description=description,
+            path="/docs",
+        ),
+        exception_handlers={Exception: _error_handler},
+        request_max_body_size=settings.max_body_mb * 1024 * 1024,
+        **litestar_options,
+    )
+
+
+async def serve(app: Litestar, settings: Settings) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
+                            log_config=None, access_log=False)
+    await uvicorn.Server(config).serve()
+
+

@@ -1,0 +1,226 @@
+"""NATS JetStream: streams declared in code, publish with a dedupe id, durable pull consumers.
+
+Delivery is at-least-once: a handler's work must be idempotent, and the message is acked only
+after the handler returns (its transaction committed). A message that cannot be decoded, or
+that keeps failing, goes to the dead-letter subject with the reason instead of looping forever.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from cityos_contracts.datasets import DeadLetter
+from cityos_contracts.subjects import DEAD_LETTERS, Stream
+from cityos_kit.config import Settings
+from cityos_kit.telemetry import extract_context, inject_headers, logger, tracer
+
+T = TypeVar("T", bound=msgspec.Struct)
+Handler = Callable[[T, Msg], Awaitable[None]]
+
+log = logger("cityos.bus")
+_tracer = tracer("cityos.bus")
+
+
+class PermanentError(Exception):
+    """The message can never be processed (bad content): dead-letter it, do not retry."""
+
+
+class Bus:
+    """One NATS connection of a service, with the deployment's subject namespace."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.prefix = settings.nats_prefix
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    # -- connection ---------------------------------------------------------------------
+    async def connect(self) -> None:
+        options: dict[str, Any] = {"name": self.settings.service, "max_reconnect_attempts": -1}
+        if self.settings.nats_user:
+            options |= {"user": self.settings.nats_user, "password": self.settings.nats_password}
+        self._nc = await nats.connect(self.settings.nats_url, **options)
+        self._js = self._nc.jetstream(timeout=10)
+
+    @property
+    def nc(self) -> Client:
+        if self._nc is None:
+            raise RuntimeError("bus is not connected")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise RuntimeError("bus is not connected")
+        return self._js
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def close(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.drain()
+
+    # -- names ----------------------------------------------------------------------------
+    def subject(self, relative: str) -> str:
+        return f"{self.prefix}.{relative}"
+
+    def stream_name(self, stream: Stream) -> str:
+        return f"{self.settings.stream_prefix}_{stream.name}"
+
+    def relative(self, subject: str) -> str:
+        return subject.removeprefix(self.prefix + ".")
+
+    # -- streams ----------------------------------------------------------------------------
+    async def ensure_streams(self, streams: Iterable[Stream]) -> None:
+        """Create or update each stream: file storage, replicas from the deployment."""
+        for stream in streams:
+            config = StreamConfig(
+                name=self.stream_name(stream),
+                description=stream.description,
+                subjects=[self.subject(s.wildcard()) for s in stream.subjects],
+                storage=StorageType.FILE,
+                num_replicas=self.settings.stream_replicas,
+                max_age=stream.max_age_days * 86400,
+                duplicate_window=stream.duplicate_window_s,
+            )
+            try:
+                await self.js.stream_info(config.name)
+                await self.js.update_stream(config)
+            except NotFoundError:
+                await self.js.add_stream(config)
+
+    async def delete_streams(self, streams: Iterable[Stream]) -> None:
+        for stream in streams:
+            with contextlib.suppress(NotFoundError):
+                await self.js.delete_stream(self.stream_name(stream))
+
+    # -- publish ----------------------------------------------------------------------------
+    async def publish(self, relative_subject: str, message: msgspec.Struct, msg_id: str) -> bool:
+        """Publish durably; returns False when JetStream already had this id (a duplicate)."""
+        subject = self.subject(relative_subject)
+        with _tracer.start_as_current_span(
+            f"publish {relative_subject}", kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "nats", "messaging.destination.name": subject,
+                        "messaging.message.id": msg_id},
+        ):
+            headers = inject_headers({"Nats-Msg-Id": msg_id})
+            ack = await self.js.publish(subject, msgspec.json.encode(message), headers=headers)
+            return not ack.duplicate
+
+    async def dead_letter(self, msg: Msg, reason: str) -> None:
+        """Keep an unprocessable message, with the reason, on the dead-letter subject."""
+        relative = self.relative(msg.subject)
+        letter = DeadLetter(
+            dataset=relative.rsplit(".", 1)[-1], version=None,
+            batch_id=(msg.headers or {}).get("Nats-Msg-Id", ""), row=0, reason=reason,
+            raw=msg.data.decode("utf-8", "replace"), received_at=datetime.now(UTC),
+        )
+        seq = msg.metadata.sequence.stream if msg.metadata else 0
+        await self.publish(DEAD_LETTERS.format(dataset=letter.dataset), letter,
+                           msg_id=f"dl:{relative}:{seq}")
+        log.warning("dead_letter", subject=relative, reason=reason)
+
+    # -- consume ----------------------------------------------------------------------------
+    def consume(
+        self,
+        stream: Stream,
+        durable: str,
+        message_type: type[T],
+        handler: Handler[T],
+        filter_subject: str | None = None,
+        batch: int = 16,
+        max_deliver: int = 8,
+        ack_wait_s: float = 60,
+    ) -> None:
+        """Run `handler` on each message of a durable pull consumer, in the background."""
+        self._tasks.append(asyncio.create_task(
+            self._consume_loop(stream, durable, message_type, handler, filter_subject, batch,
+                               max_deliver, ack_wait_s),
+            name=f"consume:{durable}",
+        ))
+
+    async def _consume_loop(
+        self, stream: Stream, durable: str, message_type: type[T], handler: Handler[T],
+        filter_subject: str | None, batch: int, max_deliver: int, ack_wait_s: float,
+    ) -> None:
+        subject = self.subject(filter_subject) if filter_subject else None
+        config = ConsumerConfig(
+            durable_name=durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+            ack_wait=ack_wait_s, max_ack_pending=batch * 64, filter_subject=subject,
+        )
+        sub = await self.js.pull_subscribe(
+            subject or "", durable=durable, stream=self.stream_name(stream), config=config
+        )
+        decoder = msgspec.json.Decoder(message_type)
+        while not self._stopping.is_set():
+            try:
+                msgs = await sub.fetch(batch, timeout=1)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+                return
+            for msg in msgs:
+                await self._handle(msg, decoder, handler, max_deliver)
+
+    async def _handle(
+        self, msg: Msg, decoder: msgspec.json.Decoder[T], handler: Handler[T], max_deliver: int
+    ) -> None:
+        context = extract_context(msg.headers)
+        relative = self.relative(msg.subject)
+        with _tracer.start_as_current_span(
+            f"process {relative}", context=context, kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "nats", "messaging.destination.name": msg.subject},
+        ) as span:
+            try:
+                try:
+                    message = decoder.decode(msg.data)
+                except msgspec.DecodeError as exc:
+                    raise PermanentError(f"cannot decode {relative}: {exc}") from exc
+                await handler(message, msg)
+            except PermanentError as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                await self.dead_letter(msg, str(exc))
+                await msg.ack()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                delivered = msg.metadata.num_delivered if msg.metadata else 1
+                if delivered >= max_deliver:
+                    await self.dead_letter(msg, f"failed {delivered} times, last: {exc!r}")
+                    await msg.ack()
+                else:
+                    log.warning("handler_failed_retrying", subject=relative, error=repr(exc),
+                                delivered=delivered)
+                    await msg.nak(delay=min(2.0**delivered, 30.0))
+            else:
+                await msg.ack()
+
+
+def current_trace_id() -> str:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else ""
