@@ -107,6 +107,6 @@ class ContributionMetrics(Struct, frozen=True, tag_field="schema",
     rejected: int
     validity_rate: float  # accepted / received
     completeness: float  # share of mapped optional fields present in accepted records
-    freshness_p50_s: float | None  # lag from observation time to arrival
+    freshness_mean_s: float | None  # lag from observation time to arrival
     freshness_max_s: float | None
 

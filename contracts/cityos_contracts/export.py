@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from cityos_contracts import datasets, records
+from cityos_contracts import datasets, identity, records
 from cityos_contracts.subjects import STREAMS
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schema"
@@ -25,6 +25,18 @@ PUBLIC_PAYLOADS: tuple[type[msgspec.Struct], ...] = (
     records.ObservationBatch,
     records.EntityBatch,
     records.MediaBatch,
+    identity.Principal,
+    identity.TokenResponse,
+    identity.OAuthError,
+    identity.ClientRegistration,
+    identity.ClientCredentials,
+    identity.SecretRotation,
+    identity.ClientInfo,
+    identity.UserRegistration,
+    identity.UserCreated,
+    identity.Revocation,
+    identity.AuditEvent,
+    identity.AuditPage,
 )
 
 

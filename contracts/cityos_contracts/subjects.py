@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from msgspec import Struct
 
 from cityos_contracts.datasets import ContributionMetrics, DatasetVersion, DeadLetter
+from cityos_contracts.identity import AuditEvent, Revocation
 from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch, RawRecordBatch
 
 
@@ -71,6 +72,16 @@ DATASET_VERSIONS = Subject(
     "dataset.<dataset>", DatasetVersion,
     "A dataset registration or new version.",
     publishers=("ingestion",), subscribers=("spatiotemporal",))
+# Publisher/subscriber meaning every CityOS service (NATS permissions grant it to each one).
+ANY_SERVICE = "any service"
+AUDIT_EVENTS = Subject(
+    "audit.<service>", AuditEvent,
+    "Audit log entries (state-changing calls, personal-data reads); kept by identity.",
+    publishers=(ANY_SERVICE,), subscribers=("identity",))
+REVOCATIONS = Subject(
+    "identity.revoked", Revocation,
+    "A revoked client, person or token: every service's verifier rejects it at once.",
+    publishers=("identity",), subscribers=(ANY_SERVICE,))
 
 STREAMS: tuple[Stream, ...] = (
     Stream("INGEST_RAW", (RAW_RECORDS,), "Raw department batches awaiting validation", 3),
@@ -79,6 +90,9 @@ STREAMS: tuple[Stream, ...] = (
            "Entities, media metadata and dataset versions", 30),
     Stream("DEAD_LETTERS", (DEAD_LETTERS,), "Rejected records with reasons", 30),
     Stream("CONTRIBUTION", (CONTRIBUTION,), "Data-contribution metrics", 30),
+    Stream("AUDIT", (AUDIT_EVENTS,), "Audit events on their way to the audit log", 7),
+    # Longer than any token lives: a verifier starting late replays what is still relevant.
+    Stream("REVOCATIONS", (REVOCATIONS,), "Revoked clients, people and tokens", 2),
 )
 
 ALL_SUBJECTS: tuple[Subject, ...] = tuple(s for st in STREAMS for s in st.subjects)

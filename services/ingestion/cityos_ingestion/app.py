@@ -1,0 +1,201 @@
+"""Ingestion's HTTP API: register datasets, push records, read dead letters and contribution."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from cityos_contracts.datasets import (
+    BatchResult,
+    ContributionMetrics,
+    DatasetRegistration,
+    DatasetVersion,
+)
+from cityos_contracts.subjects import DATASET_VERSIONS, STREAMS
+from cityos_ingestion import registration
+from cityos_ingestion.consumers import start_consumers
+from cityos_ingestion.parsing import BodyError
+from cityos_ingestion.pipeline import Pipeline, UnknownDataset
+from cityos_ingestion.store import IngestionStore
+from cityos_kit import db
+from cityos_kit.app import create_app
+from cityos_kit.bus import Bus
+from cityos_kit.city import City
+from cityos_kit.config import Settings
+
+SCHEMA = "ingestion"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _pipeline(state: State) -> Pipeline:
+    pipeline: Pipeline = state.pipeline
+    return pipeline
+
+
+class Unprocessable(ClientException):
+    status_code = 422
+
+
+@post("/datasets", status_code=HTTP_201_CREATED, tags=["datasets"])
+async def register_dataset(data: DatasetRegistration, state: State) -> Response[DatasetVersion]:
+    """Register a dataset, or a new version of it when the registration changed."""
+    found = registration.problems(data, set(state.city.departments))
+    if found:
+        raise Unprocessable(detail="; ".join(found))
+    try:
+        version, created = await state.store.register(data)
+    except PermissionError as exc:
+        raise ClientException(detail=str(exc), status_code=409) from exc
+    if created:
+        await state.bus.publish(DATASET_VERSIONS.format(dataset=data.name), version,
+                                msg_id=f"dataset:{data.name}:{version.version}")
+    return Response(version, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+
+@get("/datasets", tags=["datasets"])
+async def list_datasets(state: State, owner: str | None = None) -> list[DatasetVersion]:
+    """The latest version of every dataset (of one owner department, if given)."""
+    datasets: list[DatasetVersion] = await state.store.datasets(owner)
+    return datasets
+
+
+@get("/datasets/{name:str}", tags=["datasets"])
+async def get_dataset(name: str, state: State,
+                      version: int | None = None) -> DatasetVersion:
+    try:
+        return await _pipeline(state).resolve(name, version)
+    except UnknownDataset as exc:
+        raise NotFoundException(detail=str(exc)) from exc
+
+
+@get("/datasets/{name:str}/versions", tags=["datasets"])
+async def list_versions(name: str, state: State) -> list[DatasetVersion]:
+    versions: list[DatasetVersion] = await state.store.versions(name)
+    if not versions:
+        raise NotFoundException(detail=f"no dataset named `{name}` is registered")
+    return versions
+
+
+@post("/datasets/{name:str}/records", status_code=HTTP_200_OK, tags=["records"])
+async def push_records(
+    name: str,
+    request: Request[Any, Any, Any],
+    state: State,
+    version: Annotated[int | None, Parameter(description="the version records follow; "
+                                             "latest when omitted")] = None,
+    idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+) -> BatchResult:
+    """Push a batch: a JSON array, NDJSON, CSV (UTF-8 or GBK) or a GeoJSON FeatureCollection.
+
+    The answer always satisfies received = accepted + rejected; rejected records are in the
+    dataset's dead letters with their reasons. Re-sending a batch with the same Idempotency-Key
+    returns the first answer (with `duplicate: true`) and stores nothing twice.
+    """
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
+        raise ClientException(detail="Idempotency-Key must be 1 to 200 characters")
+    body = await request.body()
+    content_type = request.headers.get("content-type", "application/json")
+    try:
+        return await _pipeline(state).push_body(name, version, body, content_type,
+                                                idempotency_key)
+    except UnknownDataset as exc:
+        raise NotFoundException(detail=str(exc)) from exc
+    except BodyError as exc:
+        raise ClientException(detail=str(exc)) from exc
+
+
+@get("/batches/{batch_id:str}", tags=["records"])
+async def get_batch(batch_id: str, state: State) -> BatchResult:
+    result: BatchResult | None = await state.store.batch(batch_id)
+    if result is None:
+        raise NotFoundException(detail=f"no batch `{batch_id}`")
+    return result
+
+
+@get("/datasets/{name:str}/dead-letters", tags=["dead letters"])
+async def list_dead_letters(
+    name: str, state: State, after_id: int = 0,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100, batch_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Rejected records with their reasons, oldest first; page with `after_id`."""
+    letters: list[dict[str, Any]] = await state.store.dead_letters(name, after_id, limit,
+                                                                   batch_id)
+    return letters
+
+
+@get("/datasets/{name:str}/dead-letters.ndjson", tags=["dead letters"],
+     media_type="application/x-ndjson")
+async def download_dead_letters(name: str, state: State,
+                                batch_id: str | None = None) -> Response[bytes]:
+    """All dead letters of a dataset as one NDJSON file."""
+    lines, after = [], 0
+    while page := await state.store.dead_letters(name, after, 1000, batch_id):
+        lines += [msgspec.json.encode(r) for r in page]
+        after = page[-1]["id"]
+    return Response(b"\n".join(lines) + b"\n" if lines else b"", media_type="application/x-ndjson",
+                    headers={"Content-Disposition": f'attachment; filename="{name}-dead-letters'
+                                                    f'.ndjson"'})
+
+
+@get("/contribution", tags=["contribution"])
+async def contribution(
+    state: State, department: str | None = None, dataset: str | None = None,
+    start: datetime | None = None, end: datetime | None = None,
+) -> list[ContributionMetrics]:
+    """Volume, validity, completeness and freshness per department and dataset (default: 24 h)."""
+    end = end or datetime.now(UTC) + timedelta(hours=1)
+    start = start or end - timedelta(hours=25)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ClientException(detail="start and end need a time zone, e.g. 2026-11-21T08:00+08:00")
+    metrics: list[ContributionMetrics] = await state.store.contribution(department, dataset,
+                                                                        start, end)
+    return metrics
+
+
+ROUTES = [register_dataset, list_datasets, get_dataset, list_versions, push_records, get_batch,
+          list_dead_letters, download_dead_letters, contribution]
+
+
+def build_app(settings: Settings) -> Litestar:
+    bus = Bus(settings)
+    city = City(settings.city_dir)
+    resources: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await db.create_pool(settings, SCHEMA)
+        await db.migrate(pool, SCHEMA, MIGRATIONS)
+        await bus.connect()
+        await bus.ensure_streams(STREAMS)
+        store = IngestionStore(pool)
+        pipeline = Pipeline(store, bus, city.bbox)
+        resources["pool"] = pool
+        app.state.update(store=store, bus=bus, city=city, pipeline=pipeline)
+        start_consumers(bus, pipeline, store)
+        try:
+            yield
+        finally:
+            await bus.close()
+            await pool.close()
+
+    async def database_ready() -> bool:
+        return "pool" in resources and await db.ping(resources["pool"])
+
+    async def nats_ready() -> bool:
+        return bus.connected
+
+    return create_app(
+        settings, route_handlers=ROUTES, lifespan=[lifespan],
+        readiness={"database": database_ready, "nats": nats_ready},
+        title="CityOS ingestion (data express)",
+        description="Register datasets and push records; read dead letters and data "
+                    "contribution.",
+    )

@@ -1,0 +1,16 @@
+"""`cityos-ingestion`: run the ingestion service."""
+
+import asyncio
+
+from cityos_ingestion.app import build_app
+from cityos_kit.app import serve
+from cityos_kit.config import load_settings
+
+
+def main() -> None:
+    settings = load_settings("ingestion")
+    asyncio.run(serve(build_app(settings), settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""One batch through the data express: parse, validate, publish, keep dead letters, count.
+
+The caller is told "accepted" only after JetStream has acknowledged the normalised records,
+so an accepted record survives a crash of this service. The batch id (the caller's
+Idempotency-Key, or a new one) is the dedupe key all the way down: a retried batch is answered
+from the batch record and republished chunks are dropped by JetStream's duplicate window.
+"""
+
+import statistics
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from cityos_contracts.datasets import BatchResult, ContributionMetrics, DatasetVersion, DeadLetter
+from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch
+from cityos_contracts.subjects import CONTRIBUTION, ENTITIES, MEDIA, OBSERVATIONS
+from cityos_ingestion.normalise import Normalised, Normaliser, check_columns
+from cityos_ingestion.parsing import BodyError, ParsedBody, RowError, parse_body
+from cityos_ingestion.store import IngestionStore
+from cityos_kit.bus import Bus
+from cityos_kit.city import BBox
+from cityos_kit.telemetry import logger
+
+CHUNK = 5000  # records per NATS message: well under the 1 MB default payload limit
+log = logger("cityos.ingestion")
+
+
+class UnknownDataset(LookupError):
+    pass
+
+
+class Pipeline:
+    def __init__(self, store: IngestionStore, bus: Bus, bbox: BBox) -> None:
+        self.store = store
+        self.bus = bus
+        self.bbox = bbox
+        self._normalisers: dict[tuple[str, int], Normaliser] = {}
+
+    async def resolve(self, dataset: str, version: int | None) -> DatasetVersion:
+        found = await self.store.dataset(dataset, version)
+        if found is None:
+            if version is not None and await self.store.dataset(dataset) is not None:
+                raise UnknownDataset(f"dataset `{dataset}` has no version {version}")
+            raise UnknownDataset(f"no dataset named `{dataset}` is registered")
+        return found
+
+    def normaliser(self, dv: DatasetVersion) -> Normaliser:
+        key = (dv.name, dv.version)
+        if key not in self._normalisers:
+            self._normalisers[key] = Normaliser(dv.registration, dv.version, self.bbox)
+        return self._normalisers[key]
+
+    async def push_body(self, dataset: str, version: int | None, body: bytes, content_type: str,
+                        batch_id: str | None = None) -> BatchResult:
+        """A body pushed over HTTP or imported from a file."""
+        dv = await self.resolve(dataset, version)
+        if batch_id and (earlier := await self.store.batch(batch_id)):
+            return earlier
+        geometry_field = dv.registration.mapping.geometry or "geometry"
+        parsed = parse_body(body, content_type, geometry_field)
+        if parsed.columns is not None and (problem := check_columns(dv.registration,
+                                                                    parsed.columns)):
+            raise BodyError(f"CSV header does not match {dv.name} v{dv.version}: {problem}")
+        return await self._ingest(dv, parsed, lax=parsed.columns is not None,
+                                  batch_id=batch_id or uuid.uuid4().hex)
+
+    async def push_records(self, dataset: str, version: int | None,
+                           records: list[dict[str, Any]], batch_id: str) -> BatchResult:
+        """Records published on NATS (already JSON objects)."""
+        dv = await self.resolve(dataset, version)
+        if earlier := await self.store.batch(batch_id):
+            return earlier
+        parsed = ParsedBody(records, list(range(1, len(records) + 1)), [])
+        return await self._ingest(dv, parsed, lax=False, batch_id=batch_id)
+
+    async def _ingest(self, dv: DatasetVersion, parsed: ParsedBody, lax: bool,
+                      batch_id: str) -> BatchResult:
+        received_at = datetime.now(UTC)
+        out = self.normaliser(dv).normalise(batch_id, parsed.rows, parsed.row_numbers, lax,
+                                            received_at)
+        await self._publish(out.batch)
+        letters = _dead_letters(dv, batch_id, parsed.errors, out, received_at)
+        received = len(parsed.rows) + len(parsed.errors)
+        accepted = received - len(letters)
+        reasons = Counter(["malformed"] * len(parsed.errors) + [r.code for r in out.rejections])
+        result = BatchResult(batch_id=batch_id, dataset=dv.name, version=dv.version,
+                             received=received, accepted=accepted, rejected=len(letters),
+                             reasons=dict(reasons))
+        tally = ContributionMetrics(
+            department=dv.registration.owner, dataset=dv.name, window_start=received_at,
+            window_end=received_at, received=received, accepted=accepted, rejected=len(letters),
+            validity_rate=accepted / received if received else 1.0,
+            completeness=(out.mapped_optional_present / out.mapped_optional_total
+                          if out.mapped_optional_total else 1.0),
+            freshness_mean_s=statistics.fmean(out.lags_s) if out.lags_s else None,
+            freshness_max_s=max(out.lags_s) if out.lags_s else None,
+        )
+        first = await self.store.record_batch(
+            result, dv.registration.owner, received_at, letters, tally,
+            (out.mapped_optional_present, out.mapped_optional_total),
+            (sum(out.lags_s), len(out.lags_s)))
+        if not first:  # a concurrent retry of the same batch won the race
+            earlier = await self.store.batch(batch_id)
+            return earlier or result
+        await self.bus.publish(CONTRIBUTION.format(owner=dv.registration.owner, dataset=dv.name),
+                               tally, msg_id=f"contribution:{batch_id}")
+        log.info("batch_ingested", dataset=dv.name, version=dv.version, batch_id=batch_id,
+                 received=received, accepted=accepted, rejected=len(letters))
+        return result
+
+    async def _publish(self, batch: ObservationBatch | EntityBatch | MediaBatch) -> None:
+        if isinstance(batch, ObservationBatch):
+            subject = OBSERVATIONS.format(dataset=batch.dataset)
+            for i, start in enumerate(range(0, len(batch), CHUNK)):
+                end = start + CHUNK
+                chunk = msgspec.structs.replace(
+                    batch, batch_id=f"{batch.batch_id}:{i}",
+                    **{c: getattr(batch, c)[start:end] for c in _OBS_COLUMNS})
+                await self.bus.publish(subject, chunk, msg_id=chunk.batch_id)
+        elif isinstance(batch, EntityBatch):
+            subject = ENTITIES.format(dataset=batch.dataset)
+            for i, start in enumerate(range(0, len(batch.entities), CHUNK // 5)):
+                chunk = msgspec.structs.replace(
+                    batch, batch_id=f"{batch.batch_id}:{i}",
+                    entities=batch.entities[start:start + CHUNK // 5])
+                await self.bus.publish(subject, chunk, msg_id=chunk.batch_id)
+        elif batch.items:
+            subject = MEDIA.format(dataset=batch.dataset)
+            for i, start in enumerate(range(0, len(batch.items), CHUNK)):
+                chunk = msgspec.structs.replace(batch, batch_id=f"{batch.batch_id}:{i}",
+                                                items=batch.items[start:start + CHUNK])
+                await self.bus.publish(subject, chunk, msg_id=chunk.batch_id)
+
+
+_OBS_COLUMNS = ("subject", "ts", "lon", "lat", "speed_kmh", "heading", "value", "attrs")
+
+
+def _dead_letters(dv: DatasetVersion, batch_id: str, errors: list[RowError], out: Normalised,
+                  received_at: datetime) -> list[DeadLetter]:
+    letters = [DeadLetter(dv.name, dv.version, batch_id, e.row, e.reason, e.raw, received_at)
+               for e in errors]
+    letters += [DeadLetter(dv.name, dv.version, batch_id, r.row, r.reason,
+                           msgspec.json.encode(r.record).decode(), received_at)
+                for r in out.rejections]
+    return letters
