@@ -26,6 +26,7 @@ PUBLIC_PAYLOADS: tuple[type[msgspec.Struct], ...] = (
     records.EntityBatch,
     records.MediaBatch,
     identity.Principal,
+    identity.TokenRequest,
     identity.TokenResponse,
     identity.OAuthError,
     identity.ClientRegistration,

@@ -59,6 +59,18 @@ class Principal(Struct, frozen=True, tag_field="schema", tag="cityos.principal.v
         return self.unit == self.department and department == self.department
 
 
+class TokenRequest(Struct, frozen=True):
+    """RFC 6749 token request (form-encoded; untagged). Client credentials may instead come in
+    HTTP Basic. Every field is optional here so that a bad request gets an OAuth error."""
+
+    grant_type: str = ""
+    client_id: str | None = None
+    client_secret: str | None = None
+    username: str | None = None
+    password: str | None = None
+    scope: str | None = None
+
+
 class TokenResponse(Struct, frozen=True, tag_field="schema", tag="cityos.token_response.v1"):
     """RFC 6749 §5.1 access token response."""
 

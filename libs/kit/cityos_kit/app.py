@@ -4,10 +4,12 @@ A service passes its routes, a lifespan that opens its resources, and readiness 
 cross-cutting concern is wired here so it is the same in every service.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -15,7 +17,9 @@ from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlu
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ControllerRouterHandler
 
-from cityos_kit.bus import current_trace_id
+from cityos_contracts.subjects import STREAMS
+from cityos_kit import db
+from cityos_kit.bus import Bus, current_trace_id
 from cityos_kit.config import Settings
 from cityos_kit.telemetry import logger, setup_telemetry, tracer_provider
 
@@ -94,3 +98,53 @@ async def serve(app: Litestar, settings: Settings) -> None:
     await uvicorn.Server(config).serve()
 
 
+
+
+ServiceStart = Callable[[Litestar, asyncpg.Pool, Bus], Awaitable[None]]
+
+
+def create_service_app(
+    settings: Settings,
+    *,
+    schema: str,
+    migrations: Path,
+    route_handlers: Sequence[ControllerRouterHandler],
+    start: ServiceStart,
+    title: str,
+    description: str = "",
+) -> Litestar:
+    """A service with its own Postgres schema and a NATS connection, ready when both are.
+
+    On start-up: open the pool, apply the service's migrations, connect to NATS, declare the
+    platform's streams, then `start(app, pool, bus)` puts the service's objects on `app.state`
+    and starts its consumers. On shutdown the consumers stop before the pool closes.
+    """
+    bus = Bus(settings)
+    pools: list[asyncpg.Pool] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await db.create_pool(settings, schema)
+        try:
+            await db.migrate(pool, schema, migrations)
+            await bus.connect()
+            await bus.ensure_streams(STREAMS)
+            pools.append(pool)
+            await start(app, pool, bus)
+            yield
+        finally:
+            await bus.close()
+            pools.clear()
+            await pool.close()
+
+    async def database_ready() -> bool:
+        return bool(pools) and await db.ping(pools[0])
+
+    async def nats_ready() -> bool:
+        return bus.connected
+
+    return create_app(
+        settings, route_handlers=route_handlers, lifespan=[lifespan],
+        readiness={"database": database_ready, "nats": nats_ready},
+        title=title, description=description,
+    )

@@ -80,8 +80,9 @@ class Bus:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        # Every publish already awaited its JetStream ack, so nothing is pending: close.
         if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
+            await self._nc.close()
 
     # -- names ----------------------------------------------------------------------------
     def subject(self, relative: str) -> str:

@@ -1,11 +1,10 @@
 """Ingestion's HTTP API: register datasets, push records, read dead letters and contribution."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
@@ -19,14 +18,13 @@ from cityos_contracts.datasets import (
     DatasetRegistration,
     DatasetVersion,
 )
-from cityos_contracts.subjects import DATASET_VERSIONS, STREAMS
+from cityos_contracts.subjects import DATASET_VERSIONS
 from cityos_ingestion import registration
 from cityos_ingestion.consumers import start_consumers
 from cityos_ingestion.parsing import BodyError
 from cityos_ingestion.pipeline import Pipeline, UnknownDataset
 from cityos_ingestion.store import IngestionStore
-from cityos_kit import db
-from cityos_kit.app import create_app
+from cityos_kit.app import create_service_app
 from cityos_kit.bus import Bus
 from cityos_kit.city import City
 from cityos_kit.config import Settings
@@ -165,36 +163,16 @@ ROUTES = [register_dataset, list_datasets, get_dataset, list_versions, push_reco
 
 
 def build_app(settings: Settings) -> Litestar:
-    bus = Bus(settings)
     city = City(settings.city_dir)
-    resources: dict[str, Any] = {}
 
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await db.create_pool(settings, SCHEMA)
-        await db.migrate(pool, SCHEMA, MIGRATIONS)
-        await bus.connect()
-        await bus.ensure_streams(STREAMS)
+    async def start(app: Litestar, pool: asyncpg.Pool, bus: Bus) -> None:
         store = IngestionStore(pool)
         pipeline = Pipeline(store, bus, city.bbox)
-        resources["pool"] = pool
         app.state.update(store=store, bus=bus, city=city, pipeline=pipeline)
         start_consumers(bus, pipeline, store)
-        try:
-            yield
-        finally:
-            await bus.close()
-            await pool.close()
 
-    async def database_ready() -> bool:
-        return "pool" in resources and await db.ping(resources["pool"])
-
-    async def nats_ready() -> bool:
-        return bus.connected
-
-    return create_app(
-        settings, route_handlers=ROUTES, lifespan=[lifespan],
-        readiness={"database": database_ready, "nats": nats_ready},
+    return create_service_app(
+        settings, schema=SCHEMA, migrations=MIGRATIONS, route_handlers=ROUTES, start=start,
         title="CityOS ingestion (data express)",
         description="Register datasets and push records; read dead letters and data "
                     "contribution.",

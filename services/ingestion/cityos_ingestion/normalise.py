@@ -287,7 +287,9 @@ class Normaliser:
 
 def _explain(exc: msgspec.ValidationError) -> str:
     """msgspec says `Expected `float`, got `str` - at `$.lat``; keep it, drop the `$.`."""
-    return str(exc).replace("`$.", "`").replace("at `$`", "in the record")
+    text = str(exc).replace("`$.", "`").replace("at `$`", "in the record")
+    return text.replace("Expected `datetime` with a timezone component",
+                        "time has no time zone (add an offset such as +08:00)")
 
 
 def _check_geometry(geometry: dict[str, Any], bbox: BBox) -> dict[str, Any] | str:

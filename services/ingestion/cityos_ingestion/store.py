@@ -151,9 +151,10 @@ class IngestionStore:
                            end: datetime) -> list[ContributionMetrics]:
         rows = await self.pool.fetch(
             "SELECT owner, dataset, min(hour) AS first, max(hour) AS last,"
-            " sum(received) AS received, sum(accepted) AS accepted, sum(rejected) AS rejected,"
-            " sum(optional_present) AS op, sum(optional_total) AS ot,"
-            " sum(lag_sum_s) AS lag_sum, sum(lag_count) AS lag_count, max(lag_max_s) AS lag_max"
+            " sum(received)::bigint AS received, sum(accepted)::bigint AS accepted,"
+            " sum(rejected)::bigint AS rejected, sum(optional_present)::bigint AS op,"
+            " sum(optional_total)::bigint AS ot, sum(lag_sum_s) AS lag_sum,"
+            " sum(lag_count)::bigint AS lag_count, max(lag_max_s) AS lag_max"
             " FROM contribution WHERE ($1::text IS NULL OR owner = $1)"
             " AND ($2::text IS NULL OR dataset = $2) AND hour >= date_trunc('hour', $3::timestamptz)"
             " AND hour < $4 GROUP BY owner, dataset ORDER BY owner, dataset",

@@ -104,7 +104,7 @@ def continue_plan(plan: Plan, net: RoadNetwork, at: float, until: float,
 
 def _extend(cols: list[list[np.ndarray]], net: RoadNetwork, until: float,
             rng: np.random.Generator) -> Plan:
-    src, link, arrive, depart, end, speed = cols
+    src, link, end = cols[0], cols[1], cols[4]
     while end[-1].min() <= until:
         node = net.link_dst[link[-1]]
         nxt = _pick_links(net, node, src[-1], rng)
@@ -146,7 +146,7 @@ def sample(plan: Plan, net: RoadNetwork, vehicle: np.ndarray, t: np.ndarray,
     lat = net.node_lat[src] + frac * (net.node_lat[dst] - net.node_lat[src])
 
     n = len(t)
-    if gps_noise_m > 0:
+    if gps_noise_m > 0 and n:
         lon = lon + rng.normal(0.0, gps_noise_m, n) / (1000 * km_per_deg_lon(float(lat.mean())))
         lat = lat + rng.normal(0.0, gps_noise_m, n) / (1000 * KM_PER_DEG_LAT)
     speed = np.where(moving, plan.speed_kmh.ravel()[hop] + rng.normal(0.0, 1.5, n), 0.0)

@@ -1,0 +1,254 @@
+"""The identity service's logic: clients, people, tokens, revocations and the audit log."""
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from cityos_contracts.identity import (
+    AuditEvent,
+    ClientCredentials,
+    ClientInfo,
+    ClientRegistration,
+    Revocation,
+    UserCreated,
+    UserRegistration,
+)
+from cityos_contracts.subjects import REVOCATIONS
+from cityos_identity import passwords, roles
+from cityos_identity.keys import KeyStore
+from cityos_kit.auth import AuthSettings, TokenVerifier
+from cityos_kit.bus import Bus
+from cityos_kit.city import City
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """CITYOS_* settings of the identity service only."""
+
+    token_lifetime_s: int = 600
+    secret_overlap_hours: float = 24.0
+    audit_retention_days: int = 365
+    bootstrap_file: Path = Path(".cityos/admin-credentials.txt")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "IdentityConfig":
+        source = os.environ if env is None else env
+        d = cls()
+        return cls(
+            token_lifetime_s=int(source.get("CITYOS_TOKEN_LIFETIME_S", d.token_lifetime_s)),
+            secret_overlap_hours=float(
+                source.get("CITYOS_SECRET_OVERLAP_HOURS", d.secret_overlap_hours)),
+            audit_retention_days=int(
+                source.get("CITYOS_AUDIT_RETENTION_DAYS", d.audit_retention_days)),
+            bootstrap_file=Path(source.get("CITYOS_BOOTSTRAP_FILE", str(d.bootstrap_file))),
+        )
+
+
+class IdentityError(Exception):
+    """A request the service refuses; `code` is the OAuth error or an HTTP status."""
+
+    def __init__(self, code: str | int, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+class LocalVerifier(TokenVerifier):
+    """The issuer verifies its own tokens from its key store (no HTTP to itself)."""
+
+    def __init__(self, keys: KeyStore, auth: AuthSettings) -> None:
+        super().__init__(auth.issuer, auth.audience, leeway_s=auth.leeway_s, cache_s=60)
+        self.keystore = keys
+
+    async def _fetch_jwks(self) -> None:
+        await self.keystore.load()  # another replica may have rotated the key
+        self.set_jwks(self.keystore.jwks())
+
+
+def _client_info(row: asyncpg.Record) -> ClientInfo:
+    return ClientInfo(
+        client_id=row["client_id"], name=row["name"], unit=row["unit"],
+        department=row["department"], scopes=list(row["scopes"]), created_at=row["created_at"],
+        revoked_at=row["revoked_at"], secret_rotated_at=row["secret_rotated_at"],
+        description=row["description"],
+    )
+
+
+class Identity:
+    def __init__(self, pool: asyncpg.Pool, keys: KeyStore, city: City, auth: AuthSettings,
+                 config: IdentityConfig, verifier: LocalVerifier) -> None:
+        self.pool, self.keys, self.city, self.auth, self.config = pool, keys, city, auth, config
+        self.verifier = verifier
+        self.bus: Bus | None = None
+
+    # -- units ------------------------------------------------------------------------------
+    def department_of(self, unit: str) -> str:
+        for u in self.city.units:
+            if u["id"] == unit:
+                return str(u["department"])
+        raise IdentityError(422, f"unknown unit {unit!r}: not in the city's units.json")
+
+    @staticmethod
+    def check_scopes(scopes: list[str]) -> None:
+        unknown = [s for s in scopes if not roles.is_known(s)]
+        if unknown:
+            raise IdentityError(422, f"unknown scopes: {', '.join(unknown)}")
+
+    # -- tokens -----------------------------------------------------------------------------
+    def issue(self, *, sub: str, kind: str, unit: str, department: str, roles_: list[str],
+              scopes: list[str], name: str = "", lifetime_s: int | None = None,
+              **extra: Any) -> tuple[str, int]:
+        lifetime = lifetime_s or self.config.token_lifetime_s
+        now = int(time.time())
+        claims = {
+            "iss": self.auth.issuer, "aud": self.auth.audience, "sub": sub, "iat": now,
+            "nbf": now, "exp": now + lifetime, "jti": uuid.uuid4().hex, "kind": kind,
+            "unit": unit, "department": department, "roles": roles_,
+            "scope": " ".join(scopes), "name": name, **extra,
+        }
+        return self.keys.sign(claims), lifetime
+
+    async def client_token(self, client_id: str, secret: str, scope: str | None,
+                           lifetime_s: int | None = None) -> tuple[str, int, list[str]]:
+        row = await self.pool.fetchrow("SELECT * FROM clients WHERE client_id = $1", client_id)
+        if row is None or row["revoked_at"] is not None:
+            raise IdentityError("invalid_client", "unknown or revoked client")
+        ok = await asyncio.to_thread(passwords.verify_secret, secret, row["secret_hash"])
+        if not ok and row["previous_valid_until"] and \
+                row["previous_valid_until"] > datetime.now(UTC):
+            ok = await asyncio.to_thread(passwords.verify_secret, secret,
+                                         row["previous_secret_hash"])
+        if not ok:
+            raise IdentityError("invalid_client", "client authentication failed")
+        granted = roles.grant(scope, list(row["scopes"]))
+        if granted is None:
+            raise IdentityError("invalid_scope", f"scope {scope!r} exceeds the client's scopes")
+        token, lifetime = self.issue(
+            sub=client_id, kind="service" if row["service"] else "client", unit=row["unit"],
+            department=row["department"], roles_=[], scopes=granted, name=row["name"],
+            lifetime_s=lifetime_s, client_id=client_id)
+        return token, lifetime, granted
+
+    async def person_token(self, username: str, password: str, scope: str | None,
+                           lifetime_s: int | None = None) -> tuple[str, int, list[str]]:
+        row = await self.pool.fetchrow("SELECT * FROM people WHERE username = $1", username)
+        ok = row is not None and row["revoked_at"] is None and await asyncio.to_thread(
+            passwords.verify_secret, password, row["password_hash"])
+        if not ok or row is None:
+            raise IdentityError("invalid_grant", "wrong username or password")
+        granted = roles.grant(scope, roles.scopes_for_roles(list(row["roles"])))
+        if granted is None:
+            raise IdentityError("invalid_scope", f"scope {scope!r} exceeds the person's roles")
+        token, lifetime = self.issue(
+            sub=username, kind="person", unit=row["unit"], department=row["department"],
+            roles_=list(row["roles"]), scopes=granted, name=row["name"], lifetime_s=lifetime_s)
+        return token, lifetime, granted
+
+    # -- clients ----------------------------------------------------------------------------
+    async def create_client(self, reg: ClientRegistration,
+                            service: str | None = None) -> ClientCredentials:
+        department = self.department_of(reg.unit)
+        self.check_scopes(reg.scopes)
+        client_id = f"{service or 'cli'}-{uuid.uuid4().hex[:12]}"
+        secret = passwords.new_secret()
+        hashed = await asyncio.to_thread(passwords.hash_secret, secret)
+        await self.pool.execute(
+            "INSERT INTO clients (client_id, name, unit, department, scopes, description,"
+            " service, secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            client_id, reg.name, reg.unit, department, sorted(set(reg.scopes)),
+            reg.description, service, hashed)
+        return ClientCredentials(client_id=client_id, client_secret=secret, unit=reg.unit,
+                                 scopes=sorted(set(reg.scopes)))
+
+    async def list_clients(self) -> list[ClientInfo]:
+        rows = await self.pool.fetch("SELECT * FROM clients ORDER BY created_at, client_id")
+        return [_client_info(r) for r in rows]
+
+    async def rotate_secret(self, client_id: str, overlap_hours: float) -> ClientCredentials:
+        secret = passwords.new_secret()
+        hashed = await asyncio.to_thread(passwords.hash_secret, secret)
+        until = datetime.now(UTC) + timedelta(hours=overlap_hours)
+        row = await self.pool.fetchrow(
+            "UPDATE clients SET previous_secret_hash = secret_hash, previous_valid_until = $2,"
+            " secret_hash = $3, secret_rotated_at = now()"
+            " WHERE client_id = $1 AND revoked_at IS NULL RETURNING *",
+            client_id, until, hashed)
+        if row is None:
+            raise IdentityError(404, f"no active client {client_id!r}")
+        return ClientCredentials(client_id=client_id, client_secret=secret, unit=row["unit"],
+                                 scopes=list(row["scopes"]), previous_secret_valid_until=until)
+
+    async def revoke_client(self, client_id: str, reason: str = "") -> ClientInfo:
+        row = await self.pool.fetchrow(
+            "UPDATE clients SET revoked_at = coalesce(revoked_at, now())"
+            " WHERE client_id = $1 RETURNING *", client_id)
+        if row is None:
+            raise IdentityError(404, f"no client {client_id!r}")
+        await self.publish_revocation(Revocation(
+            revocation_id=uuid.uuid4().hex, revoked_at=row["revoked_at"], sub=client_id,
+            reason=reason or "client revoked"))
+        return _client_info(row)
+
+    async def publish_revocation(self, revocation: Revocation) -> None:
+        self.verifier.revoke(revocation)  # this replica at once; the others through NATS
+        if self.bus is not None:
+            await self.bus.publish(REVOCATIONS.pattern, revocation,
+                                   msg_id=revocation.revocation_id)
+
+    # -- people -----------------------------------------------------------------------------
+    async def create_person(self, reg: UserRegistration) -> UserCreated:
+        department = self.department_of(reg.unit)
+        password = reg.password or passwords.new_secret()
+        hashed = await asyncio.to_thread(passwords.hash_secret, password)
+        try:
+            await self.pool.execute(
+                "INSERT INTO people (username, name, unit, department, roles, password_hash)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                reg.username, reg.name, reg.unit, department, list(reg.roles), hashed)
+        except asyncpg.UniqueViolationError as exc:
+            raise IdentityError(409, f"person {reg.username!r} already exists") from exc
+        return UserCreated(username=reg.username, unit=reg.unit, roles=list(reg.roles),
+                           scopes=roles.scopes_for_roles(list(reg.roles)),
+                           password=None if reg.password else password)
+
+    # -- audit ------------------------------------------------------------------------------
+    async def store_audit(self, event: AuditEvent) -> None:
+        """Idempotent on the event id: a redelivered event is not a second entry."""
+        await self.pool.execute(
+            "INSERT INTO audit_log (event_id, at, service, actor, actor_kind, unit, action,"
+            " resource, outcome, status_code, ip, trace_id, detail)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            event.event_id, event.at, event.service, event.actor, event.actor_kind, event.unit,
+            event.action, event.resource, event.outcome, event.status_code, event.ip,
+            event.trace_id, event.detail)
+
+    async def query_audit(self, *, actor: str | None, unit: str | None, action: str | None,
+                          since: datetime | None, until: datetime | None,
+                          before_seq: int | None, limit: int) -> tuple[list[AuditEvent], int | None]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM audit_log WHERE ($1::text IS NULL OR actor = $1)"
+            " AND ($2::text IS NULL OR unit = $2) AND ($3::text IS NULL OR action = $3)"
+            " AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5)"
+            " AND ($6::bigint IS NULL OR seq < $6) ORDER BY seq DESC LIMIT $7",
+            actor, unit, action, since, until, before_seq, limit + 1)
+        events = [AuditEvent(
+            event_id=r["event_id"], at=r["at"], service=r["service"], actor=r["actor"],
+            actor_kind=r["actor_kind"], unit=r["unit"], action=r["action"],
+            resource=r["resource"], outcome=r["outcome"], status_code=r["status_code"],
+            ip=r["ip"], trace_id=r["trace_id"], detail=r["detail"]) for r in rows[:limit]]
+        more = len(rows) > limit
+        return events, (rows[limit - 1]["seq"] if more else None)
+
+    async def apply_retention(self) -> int:
+        removed = await self.pool.fetchval("SELECT audit_log_apply_retention($1)",
+                                           self.config.audit_retention_days)
+        return int(removed or 0)

@@ -1,0 +1,192 @@
+"""The spatio-temporal service's SQL: write observations, entities, media; load the city."""
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import numpy as np
+
+from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch
+from cityos_kit import db
+from cityos_kit.city import City
+from cityos_spatiotemporal.cells import z2
+
+OBSERVATION_COLUMNS = ["dataset", "subject", "ts", "lon", "lat", "cell", "speed_kmh", "heading",
+                       "value", "attrs"]
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else msgspec.json.encode(value).decode()
+
+
+class SpatioTemporalStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._partitions: set[date] = set()
+
+    async def _ensure_partitions(self, conn: asyncpg.Connection, days: set[date]) -> None:
+        """Daily partitions, created on first use (retention drops whole days)."""
+        for day in sorted(days - self._partitions):
+            name = f"observations_{day:%Y%m%d}"
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF observations"
+                f" FOR VALUES FROM ('{day.isoformat()}T00:00:00+00')"
+                f" TO ('{(day + timedelta(days=1)).isoformat()}T00:00:00+00')")
+            self._partitions.add(day)
+
+    async def write_observations(self, batch: ObservationBatch) -> bool:
+        """Store a batch once: False if this batch id was stored before (a redelivery)."""
+        n = len(batch)
+        async with self.pool.acquire() as conn, conn.transaction():
+            first = await conn.fetchval(
+                "INSERT INTO stored_batches (batch_id, dataset, rows) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING true", batch.batch_id, batch.dataset, n)
+            if not first or n == 0:
+                return bool(first)
+            await self._ensure_partitions(conn, {t.date() for t in {batch.ts[0], batch.ts[-1],
+                                                                    min(batch.ts), max(batch.ts)}})
+            cells = z2(batch.lon, batch.lat).tolist()
+            speed = batch.speed_kmh or [None] * n
+            heading = batch.heading or [None] * n
+            value = batch.value or [None] * n
+            attrs = [_json(a) for a in batch.attrs] if batch.attrs else [None] * n
+            dataset = [batch.dataset] * n
+            with db.span("copy", "observations") as span:
+                span.set_attribute("db.rows", n)
+                await conn.copy_records_to_table(
+                    "observations", columns=OBSERVATION_COLUMNS,
+                    records=zip(dataset, batch.subject, batch.ts, batch.lon, batch.lat, cells,
+                                speed, heading, value, attrs, strict=True))
+            await self._update_latest(conn, batch, speed, heading, value, attrs)
+        return True
+
+    async def _update_latest(self, conn: asyncpg.Connection, batch: ObservationBatch,
+                             speed: list[Any], heading: list[Any], value: list[Any],
+                             attrs: list[Any]) -> None:
+        newest: dict[str, int] = {}
+        for i, (subject, ts) in enumerate(zip(batch.subject, batch.ts, strict=True)):
+            j = newest.get(subject)
+            if j is None or ts > batch.ts[j]:
+                newest[subject] = i
+        idx = np.fromiter(newest.values(), dtype=np.int64)
+        pick = lambda col: [col[i] for i in idx]  # noqa: E731
+        with db.span("upsert", "latest_positions"):
+            await conn.execute(
+                "INSERT INTO latest_positions AS l (dataset, subject, ts, geom, speed_kmh,"
+                " heading, value, attrs)"
+                " SELECT $1, s, t, ST_SetSRID(ST_MakePoint(x, y), 4326), sp, h, v, a::jsonb"
+                " FROM unnest($2::text[], $3::timestamptz[], $4::float8[], $5::float8[],"
+                " $6::real[], $7::real[], $8::float8[], $9::text[]) AS u(s, t, x, y, sp, h, v, a)"
+                " ON CONFLICT (dataset, subject) DO UPDATE SET ts = EXCLUDED.ts,"
+                " geom = EXCLUDED.geom, speed_kmh = EXCLUDED.speed_kmh,"
+                " heading = EXCLUDED.heading, value = EXCLUDED.value, attrs = EXCLUDED.attrs"
+                " WHERE EXCLUDED.ts > l.ts",
+                batch.dataset, list(newest), pick(batch.ts), pick(batch.lon), pick(batch.lat),
+                pick(speed), pick(heading), pick(value), pick(attrs))
+
+    async def write_entities(self, batch: EntityBatch) -> None:
+        """Insert new states (idempotent on dataset, id, valid_from), then re-chain history."""
+        if not batch.entities:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            with db.span("insert", "entity_states"):
+                await conn.execute(
+                    "INSERT INTO entity_states (dataset, entity_id, valid_from, name, category,"
+                    " geom, attrs, batch_id)"
+                    " SELECT $1, e, f, n, c, ST_SetSRID(ST_GeomFromGeoJSON(g), 4326), a::jsonb, $2"
+                    " FROM unnest($3::text[], $4::timestamptz[], $5::text[], $6::text[],"
+                    " $7::text[], $8::text[]) AS u(e, f, n, c, g, a)"
+                    " ON CONFLICT (dataset, entity_id, valid_from) DO NOTHING",
+                    batch.dataset, batch.batch_id,
+                    [e.entity_id for e in batch.entities], [e.valid_from for e in batch.entities],
+                    [e.name for e in batch.entities], [e.category for e in batch.entities],
+                    [_json(e.geometry) for e in batch.entities],
+                    [_json(e.attrs) for e in batch.entities])
+                # An enterprise that closes keeps its past: each state ends where the next begins.
+                await conn.execute(
+                    "UPDATE entity_states s SET valid_to = n.next_from FROM ("
+                    "  SELECT entity_id, valid_from, lead(valid_from) OVER w AS next_from"
+                    "  FROM entity_states WHERE dataset = $1 AND entity_id = ANY($2::text[])"
+                    "  WINDOW w AS (PARTITION BY entity_id ORDER BY valid_from)) n"
+                    " WHERE s.dataset = $1 AND s.entity_id = n.entity_id"
+                    " AND s.valid_from = n.valid_from"
+                    " AND s.valid_to IS DISTINCT FROM n.next_from",
+                    batch.dataset, [e.entity_id for e in batch.entities])
+
+    async def write_media(self, batch: MediaBatch) -> None:
+        if not batch.items:
+            return
+        items = batch.items
+        with db.span("insert", "media"):
+            await self.pool.execute(
+                "INSERT INTO media (media_id, dataset, subject, ts, geom, uri, media_type, attrs)"
+                " SELECT m, $1, s, t, CASE WHEN x IS NULL THEN NULL"
+                " ELSE ST_SetSRID(ST_MakePoint(x, y), 4326) END, u, mt, a::jsonb"
+                " FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::float8[],"
+                " $6::float8[], $7::text[], $8::text[], $9::text[]) AS v(m, s, t, x, y, u, mt, a)"
+                " ON CONFLICT (media_id) DO NOTHING",
+                batch.dataset, [i.media_id for i in items], [i.subject for i in items],
+                [i.ts for i in items], [i.lon for i in items], [i.lat for i in items],
+                [i.uri for i in items], [i.media_type for i in items],
+                [_json(i.attrs) for i in items])
+
+    async def load_city(self, city: City) -> None:
+        """Divisions and units of the city's files; re-running it changes nothing."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            for f in city.divisions["features"]:
+                p = f["properties"]
+                await conn.execute(
+                    "INSERT INTO divisions (code, level, name, name_en, parent, geom) VALUES"
+                    " ($1, $2, $3, $4, $5, ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON($6), 4326)))"
+                    " ON CONFLICT (code) DO UPDATE SET level = EXCLUDED.level,"
+                    " name = EXCLUDED.name, name_en = EXCLUDED.name_en,"
+                    " parent = EXCLUDED.parent, geom = EXCLUDED.geom",
+                    p["code"], p["level"], p["name"], p.get("name_en"), p.get("parent"),
+                    msgspec.json.encode(f["geometry"]).decode())
+            await conn.executemany(
+                "INSERT INTO units (id, level, department, name, name_en, parent, division)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET"
+                " level = EXCLUDED.level, department = EXCLUDED.department,"
+                " name = EXCLUDED.name, name_en = EXCLUDED.name_en, parent = EXCLUDED.parent,"
+                " division = EXCLUDED.division",
+                [(u["id"], u["level"], u["department"], u["name"], u.get("name_en"),
+                  u.get("parent"), u.get("division")) for u in city.units])
+
+    # -- reads of part 1 (the query engine builds on these tables) ------------------------
+    async def observation_count(self, dataset: str | None = None) -> int:
+        count: int = await self.pool.fetchval(
+            "SELECT count(*) FROM observations WHERE $1::text IS NULL OR dataset = $1", dataset)
+        return count
+
+    async def latest(self, dataset: str, subject: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(
+            "SELECT subject, ts, ST_X(geom) AS lon, ST_Y(geom) AS lat, speed_kmh, heading, value,"
+            " attrs FROM latest_positions WHERE dataset = $1 AND subject = $2", dataset, subject)
+        return None if row is None else dict(row)
+
+    async def entities(self, dataset: str, at: datetime | None, category: str | None,
+                       limit: int) -> list[asyncpg.Record]:
+        """Entities as they were at `at` (now when None)."""
+        return list(await self.pool.fetch(
+            "SELECT entity_id, name, category, valid_from, valid_to, attrs,"
+            " ST_AsGeoJSON(geom) AS geometry FROM entity_states WHERE dataset = $1"
+            " AND ($2::timestamptz IS NULL AND valid_to IS NULL OR"
+            "      valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2))"
+            " AND ($3::text IS NULL OR category = $3) ORDER BY entity_id LIMIT $4",
+            dataset, at, category, limit))
+
+    async def entity_history(self, dataset: str, entity_id: str) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(
+            "SELECT entity_id, name, category, valid_from, valid_to, attrs,"
+            " ST_AsGeoJSON(geom) AS geometry FROM entity_states"
+            " WHERE dataset = $1 AND entity_id = $2 ORDER BY valid_from", dataset, entity_id))
+
+    async def divisions(self, level: str | None) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(
+            "SELECT code, level, name, name_en, parent, ST_AsGeoJSON(geom) AS geometry"
+            " FROM divisions WHERE $1::text IS NULL OR level = $1 ORDER BY code", level))
+
+    async def units(self) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch("SELECT * FROM units ORDER BY id"))

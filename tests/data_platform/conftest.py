@@ -1,0 +1,65 @@
+"""The data platform under test: ingestion and spatio-temporal apps in this process, talking
+through this run's NATS namespace and database."""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from cityos_contracts.datasets import DatasetRegistration, FieldMapping, FieldSpec
+from cityos_ingestion.app import build_app as build_ingestion
+from cityos_spatiotemporal.app import build_app as build_spatiotemporal
+
+GPS = DatasetRegistration(
+    name="test_gps", title="Test vehicle GPS", owner="JTJ", kind="observation",
+    fields=[
+        FieldSpec("plate", "string", required=True), FieldSpec("ts", "datetime", required=True),
+        FieldSpec("lon", "number", required=True), FieldSpec("lat", "number", required=True),
+        FieldSpec("speed", "number", unit="m/s"), FieldSpec("heading", "number"),
+        FieldSpec("driver", "string"),
+    ],
+    mapping=FieldMapping(subject="plate", time="ts", lon="lon", lat="lat", speed="speed",
+                         heading="heading"),
+)
+
+
+@pytest.fixture(scope="session")
+async def ingestion(make_settings: Any) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = build_ingestion(make_settings("ingestion", max_body_mb=64))
+    async with AsyncTestClient(app, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def spatiotemporal(make_settings: Any) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(build_spatiotemporal(make_settings("spatiotemporal")),
+                               timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def gps_dataset(ingestion: AsyncTestClient[Any]) -> dict[str, Any]:
+    response = await ingestion.post("/datasets", content=msgspec.json.encode(GPS),
+                                    headers={"content-type": "application/json"})
+    assert response.status_code in (200, 201), response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
+    """Wait until `check()` is true (a consumer is asynchronous); fail after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+async def stored(client: AsyncTestClient[Any], dataset: str) -> int:
+    response = await client.get("/observations/count", params={"dataset": dataset})
+    assert response.status_code == 200, response.text
+    count: int = response.json()["count"]
+    return count
