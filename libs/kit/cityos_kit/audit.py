@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from litestar import Request
+from litestar.enums import ScopeType
 from litestar.middleware.base import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -72,9 +73,10 @@ class AuditMiddleware(ASGIMiddleware):
     (the token endpoint records grants with the client id it checked)."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope["type"] != "http" or scope.get("method") not in STATE_CHANGING:
+        if scope["type"] != ScopeType.HTTP or scope.get("method") not in STATE_CHANGING:
             await next_app(scope, receive, send)
             return
+        method = scope["method"]
         status = 500
 
         async def capture(message: Message) -> None:
@@ -94,7 +96,7 @@ class AuditMiddleware(ASGIMiddleware):
                 try:
                     await audit.record(
                         principal=user if isinstance(user, Principal) else None,
-                        action=f"{scope['method']} {scope['path']}", resource=scope["path"],
+                        action=f"{method} {scope['path']}", resource=scope["path"],
                         outcome=outcome_of(status), status_code=status, ip=client_ip(scope),
                     )
                 except Exception as exc:  # the call is done; losing its audit must be loud

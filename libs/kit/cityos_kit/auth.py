@@ -48,7 +48,7 @@ from litestar.plugins import InitPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 from nats.js.api import DeliverPolicy
 
-from cityos_contracts.identity import Principal, Revocation
+from cityos_contracts.identity import Principal, PrincipalKind, Revocation
 from cityos_contracts.subjects import AUDIT_EVENTS, REVOCATIONS, STREAMS, Stream
 from cityos_kit.config import Settings
 from cityos_kit.telemetry import logger
@@ -111,6 +111,8 @@ class InvalidToken(Exception):
     """The bearer token cannot be trusted (bad signature, expired, revoked, wrong audience)."""
 
 
+KINDS: Final[dict[str, PrincipalKind]] = {"client": "client", "person": "person",
+                                          "service": "service"}
 ALGORITHMS: Final = ["ES256", "RS256", "ES384", "RS384", "PS256", "EdDSA"]
 
 
@@ -125,11 +127,11 @@ def principal_from_claims(claims: Mapping[str, Any], issuer: str) -> Principal:
         raise InvalidToken("token has no unit claim")
     department = str(claims.get("department") or unit.split("-", 1)[0])
     kind = claims.get("kind") or "person"
-    if kind not in ("client", "person", "service"):
+    if kind not in KINDS:
         raise InvalidToken(f"unknown principal kind {kind!r}")
     exp = claims.get("exp")
     return Principal(
-        sub=str(claims["sub"]), kind=kind, unit=unit, department=department,
+        sub=str(claims["sub"]), kind=KINDS[kind], unit=unit, department=department,
         roles=tuple(str(r) for r in roles), scopes=tuple(str(s) for s in scopes), issuer=issuer,
         token_id=str(claims.get("jti") or ""), name=str(claims.get("name") or ""),
         expires_at=datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None,
@@ -274,9 +276,13 @@ class AuthMiddleware(ASGIMiddleware):
         await next_app(scope, receive, send)
 
 
+def _docs_path(app: Litestar) -> str:
+    return (app.openapi_config.path if app.openapi_config else None) or "/schema"
+
+
 def _is_public(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> bool:
     path = connection.scope["path"]
-    docs = connection.app.openapi_config.path if connection.app.openapi_config else "/schema"
+    docs = _docs_path(connection.app)
     return bool(handler.opt.get("public")) or path in KIT_PUBLIC_PATHS or \
         path == docs or path.startswith(docs.rstrip("/") + "/") or \
         set(getattr(handler, "http_methods", ())) == {"OPTIONS"}
@@ -330,8 +336,8 @@ def require_unit(principal: Principal, unit_id: str, unit_department: str | None
 
 def undeclared_routes(app: Litestar) -> list[str]:
     """`METHOD path` of every route that declares neither a scope nor PUBLIC (must be empty)."""
-    docs = app.openapi_config.path if app.openapi_config else "/schema"
-    missing = []
+    docs = _docs_path(app)
+    missing: list[str] = []
     for route in app.routes:
         if route.path in KIT_PUBLIC_PATHS or route.path == docs or \
                 route.path.startswith(docs.rstrip("/") + "/"):

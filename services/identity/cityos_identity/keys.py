@@ -12,7 +12,6 @@ import asyncpg
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 
 class KeyStore:
@@ -20,7 +19,7 @@ class KeyStore:
         self._pool = pool  # attached at startup
         self.keep = timedelta(seconds=2 * max_token_lifetime_s)
         self.kid = ""
-        self._private: PrivateKeyTypes | None = None
+        self._private: ec.EllipticCurvePrivateKey | None = None
         self._jwks: dict[str, Any] = {"keys": []}
 
     @property
@@ -44,8 +43,10 @@ class KeyStore:
             await self.rotate()
             return
         self.kid = active[0]["kid"]
-        self._private = serialization.load_pem_private_key(
+        private = serialization.load_pem_private_key(
             active[0]["private_pem"].encode(), password=None)
+        assert isinstance(private, ec.EllipticCurvePrivateKey)
+        self._private = private
         self._jwks = {"keys": [self._public_jwk(r["kid"], r["private_pem"]) for r in rows]}
 
     @staticmethod

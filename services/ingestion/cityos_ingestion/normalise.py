@@ -64,12 +64,15 @@ class Normalised:
 def row_type(registration: DatasetRegistration) -> type[msgspec.Struct]:
     """A Struct for one dataset version's records; unknown fields are rejected, not ignored."""
     aware = registration.assume_timezone is None
-    specs = []
-    for f in registration.fields:
+    specs: list[Any] = []
+    for i, f in enumerate(registration.fields):
         kind = (Annotated[datetime, Meta(tz=True)] if aware else datetime) \
             if f.type == "datetime" else _TYPES[f.type]
-        specs.append((f.name, kind) if f.required else (f.name, kind | None, None))
-    return msgspec.defstruct(f"{registration.name}_row", specs, forbid_unknown_fields=True)
+        specs.append((f"f{i}", kind) if f.required else (f"f{i}", kind | None, None))
+    # Attributes are f0, f1...: source columns are often Chinese or not identifiers at all.
+    rename = {f"f{i}": f.name for i, f in enumerate(registration.fields)}
+    return msgspec.defstruct(f"{registration.name}_row", specs, kw_only=True, rename=rename,
+                             forbid_unknown_fields=True)
 
 
 def check_columns(registration: DatasetRegistration, columns: list[str]) -> str | None:
@@ -94,6 +97,7 @@ class Normaliser:
         self.type = row_type(registration)
         self.zone = ZoneInfo(registration.assume_timezone) if registration.assume_timezone else None
         self.fields: dict[str, FieldSpec] = {f.name: f for f in registration.fields}
+        self._attr = {f.name: f"f{i}" for i, f in enumerate(registration.fields)}
         m = registration.mapping
         self.speed_factor = 1.0
         if m.speed and (unit := self.fields[m.speed].unit):
@@ -102,6 +106,10 @@ class Normaliser:
                   m.heading, m.value, m.uri, m.media_type}
         self.attr_fields = [f for f in self.fields if f not in mapped]
         self.optional_mapped = [f for f in mapped if f and not self.fields[f].required]
+
+    def get(self, record: Any, field: str | None) -> Any:
+        """A source field's value (None for an unmapped role)."""
+        return getattr(record, self._attr[field]) if field else None
 
     def decode(self, rows: list[dict[str, Any]], numbers: list[int], lax: bool
                ) -> tuple[list[tuple[int, Any, dict[str, Any]]], list[Rejection]]:
@@ -154,10 +162,10 @@ class Normaliser:
     def _completeness(self, out: Normalised, record: Any) -> None:
         out.mapped_optional_total += len(self.optional_mapped)
         out.mapped_optional_present += sum(
-            getattr(record, f) is not None for f in self.optional_mapped)
+            self.get(record, f) is not None for f in self.optional_mapped)
 
     def _attrs(self, record: Any) -> dict[str, Any] | None:
-        attrs = {f: v for f in self.attr_fields if (v := getattr(record, f)) is not None}
+        attrs = {f: v for f in self.attr_fields if (v := self.get(record, f)) is not None}
         return attrs or None
 
     def _observations(self, batch_id: str, records: list[tuple[int, Any, dict[str, Any]]],
@@ -170,31 +178,31 @@ class Normaliser:
         seen: set[tuple[str, datetime]] = set()
         out = Normalised(ObservationBatch("", "", 0, "", [], [], [], []), rejections)
         for number, rec, raw in records:
-            ts = self._time(getattr(rec, m.time or ""))
+            ts = self._time(self.get(rec, m.time))
             if isinstance(ts, str):
                 rejections.append(Rejection(number, ts, raw))
                 continue
             if ts > latest:
                 rejections.append(Rejection(number, f"time {ts.isoformat()} is in the future", raw))
                 continue
-            lon, lat = getattr(rec, m.lon or ""), getattr(rec, m.lat or "")
+            lon, lat = self.get(rec, m.lon), self.get(rec, m.lat)
             if problem := self._place(lon, lat):
                 rejections.append(Rejection(number, problem, raw))
                 continue
-            subject = str(getattr(rec, m.subject))
+            subject = str(self.get(rec, m.subject))
             if (subject, ts) in seen:
                 rejections.append(Rejection(number, f"duplicate of an earlier record of "
                                                     f"`{subject}` at {ts.isoformat()}", raw))
                 continue
             seen.add((subject, ts))
-            speed = getattr(rec, m.speed) if m.speed else None
+            speed = self.get(rec, m.speed)
             cols["subject"].append(subject)
             cols["ts"].append(ts)
             cols["lon"].append(float(lon))
             cols["lat"].append(float(lat))
             cols["speed_kmh"].append(None if speed is None else speed * self.speed_factor)
-            cols["heading"].append(getattr(rec, m.heading) if m.heading else None)
-            cols["value"].append(getattr(rec, m.value) if m.value else None)
+            cols["heading"].append(self.get(rec, m.heading))
+            cols["value"].append(self.get(rec, m.value))
             cols["attrs"].append(self._attrs(rec))
             out.lags_s.append((received_at - ts).total_seconds())
             self._completeness(out, rec)
@@ -205,10 +213,10 @@ class Normaliser:
 
     def _geometry(self, rec: Any) -> dict[str, Any] | str | None:
         m = self.reg.mapping
-        if m.geometry and (geometry := getattr(rec, m.geometry)) is not None:
+        if m.geometry and (geometry := self.get(rec, m.geometry)) is not None:
             return _check_geometry(geometry, self.bbox)
         if m.lon and m.lat:
-            lon, lat = getattr(rec, m.lon), getattr(rec, m.lat)
+            lon, lat = self.get(rec, m.lon), self.get(rec, m.lat)
             if lon is None and lat is None:
                 return None
             if problem := self._place(lon, lat):
@@ -228,22 +236,22 @@ class Normaliser:
             if isinstance(geometry, str):
                 rejections.append(Rejection(number, geometry, raw))
                 continue
-            valid_from = self._time(getattr(rec, m.time)) if m.time else received_at
+            valid_from = self._time(self.get(rec, m.time)) if m.time else received_at
             if isinstance(valid_from, str):
-                if m.time and getattr(rec, m.time) is None:
+                if m.time and self.get(rec, m.time) is None:
                     valid_from = received_at
                 else:
                     rejections.append(Rejection(number, valid_from, raw))
                     continue
-            entity_id = str(getattr(rec, m.subject))
+            entity_id = str(self.get(rec, m.subject))
             if entity_id in seen:
                 rejections.append(Rejection(number, f"entity `{entity_id}` appears twice", raw))
                 continue
             seen.add(entity_id)
             entities.append(Entity(
                 entity_id=entity_id,
-                name=getattr(rec, m.name) if m.name else None,
-                category=getattr(rec, m.category) if m.category else None,
+                name=self.get(rec, m.name),
+                category=self.get(rec, m.category),
                 geometry=geometry, valid_from=valid_from, attrs=self._attrs(rec) or {},
             ))
             self._completeness(out, rec)
@@ -257,7 +265,7 @@ class Normaliser:
         out = Normalised(MediaBatch(batch_id, self.reg.name, self.version, self.reg.owner, []),
                          rejections)
         for number, rec, raw in records:
-            ts = self._time(getattr(rec, m.time or ""))
+            ts = self._time(self.get(rec, m.time))
             if isinstance(ts, str):
                 rejections.append(Rejection(number, ts, raw))
                 continue
@@ -268,15 +276,15 @@ class Normaliser:
             if isinstance(geometry, str):
                 rejections.append(Rejection(number, geometry, raw))
                 continue
-            uri = getattr(rec, m.uri or "", None)
+            uri = self.get(rec, m.uri)
             if not uri:
                 rejections.append(Rejection(number, "the media reference (uri) is missing", raw))
                 continue
             lon, lat = geometry["coordinates"] if geometry else (None, None)
             items.append(MediaItem(
                 media_id=hashlib.sha1(f"{self.reg.name}|{uri}".encode()).hexdigest()[:20],
-                subject=str(getattr(rec, m.subject)), ts=ts, lon=lon, lat=lat, uri=uri,
-                media_type=getattr(rec, m.media_type) if m.media_type else None,
+                subject=str(self.get(rec, m.subject)), ts=ts, lon=lon, lat=lat, uri=uri,
+                media_type=self.get(rec, m.media_type),
                 attrs=self._attrs(rec) or {},
             ))
             out.lags_s.append((received_at - ts).total_seconds())

@@ -198,7 +198,9 @@ def _segments(und: list[tuple[int, int, _Line]], adj: dict[int, list[int]],
     """Merge chains of links through degree-2 nodes into one feature per road segment."""
     link_feature = np.full(len(und), -1, dtype=np.int64)
     features: list[dict[str, Any]] = []
-    starts: Iterable[int] = sorted(n for n, ks in adj.items() if len(ks) != 2)
+    # Segments end at intersections, dead ends, and where one road turns into another.
+    starts: Iterable[int] = sorted(
+        n for n, ks in adj.items() if len(ks) != 2 or und[ks[0]][2] != und[ks[1]][2])
     for start in starts:
         for k0 in adj[start]:
             if link_feature[k0] >= 0:
@@ -231,7 +233,7 @@ def _segments(und: list[tuple[int, int, _Line]], adj: dict[int, list[int]],
                     "length_m": round(float(length.sum()), 1),
                 },
             })
-    if (link_feature < 0).any():  # a closed loop of degree-2 nodes: cannot happen on a lattice
+    if (link_feature < 0).any():  # a closed loop of one road with no crossing: not on a lattice
         raise ValueError("road network has a ring without intersections")
     return link_feature, features
 
