@@ -206,6 +206,9 @@ class Bus:
                 await self.dead_letter(msg, str(exc))
                 await msg.ack()
             except asyncio.CancelledError:
+                # Stopping mid-message: hand it back now rather than after ack_wait.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(msg.nak())
                 raise
             except Exception as exc:
                 span.record_exception(exc)

@@ -8,10 +8,10 @@ from urllib.parse import unquote_plus
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
-from litestar.params import Body, Parameter
+from litestar.params import Body, JSONBody, Parameter
 
 from cityos_contracts.identity import (
     AuditPage,
@@ -32,10 +32,11 @@ from cityos_kit.auth import PUBLIC, scope, security
 ADMIN = scope("identity:admin")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 OAUTH_STATUS = {"invalid_client": 401}
+IdentityDep = NamedDependency[Identity]
 
 
 def provide_identity(state: State) -> Identity:
-    identity: Identity = state.identity
+    identity: IdentityDep = state.identity
     return identity
 
 
@@ -66,7 +67,7 @@ def _basic_credentials(request: Request[Any, Any, Any]) -> tuple[str, str] | Non
 @post("/oauth/token", opt={**PUBLIC, "audit": False}, status_code=200,
       summary="OAuth 2.0 token endpoint (client_credentials and password grants)")
 async def token(
-    request: Request[Any, Any, Any], identity: Identity,
+    request: Request[Any, Any, Any], identity: IdentityDep,
     data: Annotated[TokenRequest, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Response[Any]:
     audit = security(request.app).audit
@@ -104,7 +105,7 @@ async def token(
 
 
 @get("/.well-known/openid-configuration", opt=PUBLIC, summary="OIDC discovery document")
-async def discovery(identity: Identity) -> dict[str, Any]:
+async def discovery(identity: IdentityDep) -> dict[str, Any]:
     issuer = identity.auth.issuer
     return {
         "issuer": issuer,
@@ -121,13 +122,13 @@ async def discovery(identity: Identity) -> dict[str, Any]:
 
 
 @get("/.well-known/jwks.json", opt=PUBLIC, summary="Public signing keys (JWKS)")
-async def jwks(identity: Identity) -> dict[str, Any]:
+async def jwks(identity: IdentityDep) -> dict[str, Any]:
     return identity.keys.jwks()
 
 
 @post("/clients", opt=ADMIN, status_code=201,
       summary="Register a machine client (the secret is shown only in this answer)")
-async def create_client(data: ClientRegistration, identity: Identity) -> ClientCredentials:
+async def create_client(data: JSONBody[ClientRegistration], identity: IdentityDep) -> ClientCredentials:
     try:
         return await identity.create_client(data)
     except IdentityError as exc:
@@ -135,14 +136,14 @@ async def create_client(data: ClientRegistration, identity: Identity) -> ClientC
 
 
 @get("/clients", opt=ADMIN, summary="List clients (never their secrets)")
-async def list_clients(identity: Identity) -> list[ClientInfo]:
+async def list_clients(identity: IdentityDep) -> list[ClientInfo]:
     return await identity.list_clients()
 
 
 @post("/clients/{client_id:str}/rotate", opt=ADMIN, status_code=200,
       summary="New secret; the previous one keeps working for the overlap")
-async def rotate_secret(client_id: str, identity: Identity,
-                        data: SecretRotation | None = None) -> ClientCredentials:
+async def rotate_secret(client_id: str, identity: IdentityDep,
+                        data: JSONBody[SecretRotation | None] = None) -> ClientCredentials:
     hours = data.overlap_hours if data is not None else identity.config.secret_overlap_hours
     try:
         return await identity.rotate_secret(client_id, hours)
@@ -152,7 +153,7 @@ async def rotate_secret(client_id: str, identity: Identity,
 
 @post("/clients/{client_id:str}/revoke", opt=ADMIN, status_code=200,
       summary="Revoke a client: its tokens are rejected by every service at once")
-async def revoke_client(client_id: str, identity: Identity) -> ClientInfo:
+async def revoke_client(client_id: str, identity: IdentityDep) -> ClientInfo:
     try:
         return await identity.revoke_client(client_id)
     except IdentityError as exc:
@@ -160,7 +161,7 @@ async def revoke_client(client_id: str, identity: Identity) -> ClientInfo:
 
 
 @post("/people", opt=ADMIN, status_code=201, summary="Register a person with roles")
-async def create_person(data: UserRegistration, identity: Identity) -> UserCreated:
+async def create_person(data: JSONBody[UserRegistration], identity: IdentityDep) -> UserCreated:
     try:
         return await identity.create_person(data)
     except IdentityError as exc:
@@ -168,7 +169,7 @@ async def create_person(data: UserRegistration, identity: Identity) -> UserCreat
 
 
 @post("/keys/rotate", opt=ADMIN, status_code=200, summary="Start signing with a new key")
-async def rotate_key(identity: Identity) -> dict[str, str]:
+async def rotate_key(identity: IdentityDep) -> dict[str, str]:
     kid = await identity.keys.rotate()
     identity.verifier.set_jwks(identity.keys.jwks())
     return {"kid": kid}
@@ -176,7 +177,7 @@ async def rotate_key(identity: Identity) -> dict[str, str]:
 
 @get("/audit", opt=scope("audit:read"), summary="Query the audit log, newest first")
 async def audit_log(
-    identity: Identity,
+    identity: IdentityDep,
     actor: str | None = None,
     unit: str | None = None,
     action: str | None = None,

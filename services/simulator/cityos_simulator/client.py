@@ -109,8 +109,9 @@ class Ingestion:
                     break  # our request is wrong: retrying will not help
             except httpx.TransportError as exc:
                 problem = repr(exc)
-            if attempt + 1 < self.attempts and await self.pause(0.5 * 2**attempt):
-                break
+            if attempt + 1 < self.attempts:
+                # Not cut short by a stop: the last tick's batches are flushed before exiting.
+                await asyncio.sleep(0.5 * 2**attempt)
         tally.failed_batches += 1
         log.warning("batch.failed", dataset=dataset, key=key, rows=rows, problem=problem)
         return None

@@ -4,6 +4,7 @@ public ingestion API, exactly as a department's system would."""
 import argparse
 import asyncio
 import hashlib
+import logging
 import os
 import signal
 import sys
@@ -22,7 +23,14 @@ from cityos_kit.config import load_settings
 from cityos_kit.telemetry import logger, setup_telemetry
 from cityos_simulator import datasets
 from cityos_simulator.client import Ingestion, Stopped
-from cityos_simulator.devices import Cameras, Sensors, camera_sites, sensor_sites, site_records
+from cityos_simulator.devices import (
+    Cameras,
+    Sensors,
+    Site,
+    camera_sites,
+    sensor_sites,
+    site_records,
+)
 from cityos_simulator.fixes import Fixes, iso_times
 from cityos_simulator.fleet import Fleet
 from cityos_simulator.generator import iter_batches, to_ndjson
@@ -76,7 +84,7 @@ def _key(prefix: str, body: bytes) -> str:
 
 
 async def load_entities(ing: Ingestion, versions: dict[str, int], net: RoadNetwork,
-                        sensors: Sensors, cameras: Cameras) -> None:
+                        sensors: list[Site], cameras: list[Site]) -> None:
     posts: list[Awaitable[Any]] = []
     features = list(net.features)
     for lo in range(0, len(features), ENTITY_CHUNK):
@@ -84,8 +92,8 @@ async def load_entities(ing: Ingestion, versions: dict[str, int], net: RoadNetwo
         body = msgspec.json.encode({"type": "FeatureCollection", "features": chunk})
         posts.append(ing.post("roads", versions["roads"], body, "application/geo+json",
                               _key(f"roads-v{versions['roads']}", body), len(chunk)))
-    for name, rows in (("sensor_sites", site_records(sensors.sites, "sensor_id")),
-                       ("cameras", site_records(cameras.sites, "camera_id"))):
+    for name, rows in (("sensor_sites", site_records(sensors, "sensor_id")),
+                       ("cameras", site_records(cameras, "camera_id"))):
         body = msgspec.json.encode(rows)
         posts.append(ing.post(name, versions[name], body, "application/json",
                               _key(f"{name}-v{versions[name]}", body), len(rows)))
@@ -106,27 +114,28 @@ def _summary(ing: Ingestion, sim_now: float) -> None:
 async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
     settings = load_settings("simulator")
     net = load_network(settings.city_dir, args.seed)
-    if args.start is not None:
-        start = args.start.timestamp()
-    else:
-        start = time.time() - (86400.0 if args.speedup > 1 else 0.0)
-    clock = SimClock(start, args.speedup)
-    fleet = Fleet(net, args.vehicles, start, args.gps_interval, args.seed, args.plates)
-    sensors = Sensors(sensor_sites(net, args.sensors, args.seed), start, args.sensor_interval,
-                      args.seed)
-    cameras = Cameras(camera_sites(net, args.cameras, args.seed), start, args.clips_per_hour,
-                      args.seed)
+    sensor_list = sensor_sites(net, args.sensors, args.seed)
+    camera_list = camera_sites(net, args.cameras, args.seed)
     run_id = uuid.uuid4().hex[:12]
     log.info("simulator.starting", ingestion=args.ingestion_url, run_id=run_id,
-             vehicles=len(fleet), sensors=len(sensors.sites), cameras=len(cameras.sites),
+             vehicles=args.vehicles, sensors=len(sensor_list), cameras=len(camera_list),
              roads=len(net.features), speedup=args.speedup)
 
     async with httpx.AsyncClient(base_url=args.ingestion_url, timeout=30.0) as http:
         ing = Ingestion(http, stop)
         versions = {r.name: await ing.register(r) for r in datasets.ALL}
         log.info("datasets.registered", versions=versions)
-        await load_entities(ing, versions, net, sensors, cameras)
+        await load_entities(ing, versions, net, sensor_list, camera_list)
 
+        # The clock starts once ingestion answers, so a long wait does not become a backlog.
+        if args.start is not None:
+            start = args.start.timestamp()
+        else:
+            start = time.time() - (86400.0 if args.speedup > 1 else 0.0)
+        clock = SimClock(start, args.speedup)
+        fleet = Fleet(net, args.vehicles, start, args.gps_interval, args.seed, args.plates)
+        sensors = Sensors(sensor_list, start, args.sensor_interval, args.seed)
+        cameras = Cameras(camera_list, start, args.clips_per_hour, args.seed)
         next_summary = time.monotonic() + SUMMARY_EVERY_S
         seq = 0
         while not stop.is_set():
@@ -176,6 +185,7 @@ async def _main(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_telemetry(load_settings("simulator"))
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the summary
     try:
         asyncio.run(_main(args))
     except RuntimeError as exc:  # a registration ingestion refused: nothing sensible to retry
