@@ -97,8 +97,11 @@ def asyncapi(components: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def fmt(document: Any) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
+
+
 def render() -> dict[str, bytes]:
-    fmt = lambda obj: msgspec.json.format(msgspec.json.encode(obj), indent=2) + b"\n"  # noqa: E731
     return {
         "json-schema.json": fmt({"$defs": json_schemas("#/$defs/{name}")}),
         "asyncapi.json": fmt(asyncapi(json_schemas("#/components/schemas/{name}"))),

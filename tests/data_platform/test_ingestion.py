@@ -4,9 +4,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from litestar.testing import AsyncTestClient
-
 from data_platform.conftest import eventually, stored
+from litestar.testing import AsyncTestClient
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -3,13 +3,13 @@ and contract exports that cannot go stale."""
 
 from typing import Any
 
+from data_platform.conftest import eventually
+from data_platform.test_ingestion import fix, ndjson, push
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cityos_contracts.export import stale_files
 from cityos_kit.telemetry import add_span_processor
-from data_platform.conftest import eventually
-from data_platform.test_ingestion import fix, ndjson, push
 
 
 async def test_probes_metrics_and_docs(ingestion: Any, spatiotemporal: Any) -> None:

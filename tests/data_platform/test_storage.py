@@ -6,13 +6,13 @@ from typing import Any
 import asyncpg
 import msgspec
 import nats
+from data_platform.conftest import eventually, stored
+from data_platform.test_ingestion import fix, ndjson, push
 from litestar.testing import AsyncTestClient
 
 from cityos_contracts.datasets import DatasetRegistration, FieldMapping, FieldSpec
 from cityos_contracts.records import RawRecordBatch
 from cityos_spatiotemporal.app import build_app as build_spatiotemporal
-from data_platform.conftest import eventually, stored
-from data_platform.test_ingestion import fix, ndjson, push
 
 ENTERPRISES = DatasetRegistration(
     name="test_enterprises", title="Hazardous-goods enterprises", owner="YJJ", kind="entity",

@@ -10,10 +10,11 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from cityos_identity.app import build_app
+from cityos_identity.app import SCHEMA, build_app
 from cityos_identity.service import Identity, IdentityConfig
 from cityos_kit.auth import AuthSettings
 from cityos_kit.config import Settings
+from cityos_kit.db import create_pool
 
 ISSUER = "http://identity.test"
 AUTH = AuthSettings(issuer=ISSUER, leeway_s=0, rate_limit_per_minute=100_000)
@@ -42,6 +43,19 @@ async def client(identity_app: Litestar) -> AsyncIterator[AsyncTestClient[Litest
 def identity(client: AsyncTestClient[Litestar], identity_app: Litestar) -> Identity:
     value: Identity = identity_app.state.identity
     return value
+
+
+@pytest.fixture
+async def db_identity(identity: Identity, make_settings: Callable[..., Settings]
+                      ) -> AsyncIterator[Identity]:
+    """The service's logic on a pool of the test's own loop (the test client runs the app on
+    another loop; asyncpg connections belong to one loop)."""
+    pool = await create_pool(make_settings("identity"), SCHEMA)
+    try:
+        yield Identity(pool, identity.keys, identity.city, identity.auth, identity.config,
+                       identity.verifier)
+    finally:
+        await pool.close()
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:
@@ -78,9 +92,9 @@ async def auditor_token(client: AsyncTestClient[Litestar], admin_token: str) -> 
     return token
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = 5.0) -> Any:
     """Poll `check` until it returns something truthy (NATS delivery is asynchronous)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = await check()
         if result or asyncio.get_running_loop().time() > deadline:

@@ -59,21 +59,23 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     passwords = nats_config.write(PREFIX, config)
     assert "password" not in config.read_text().replace("password: $", "")  # no secret inside
     port = free_port()
-    process = subprocess.Popen(
-        [nats_server_binary(), "-c", str(config), "-js", "-sd", str(directory / "js"),
-         "-a", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        nats_server_binary(), "-c", str(config), "-js", "-sd", str(directory / "js"),
+        "-a", "127.0.0.1", "-p", str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
         for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
                 break
-            if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode() if process.stderr else "")
+            if process.returncode is not None:
+                raise RuntimeError(await process.stderr.read() if process.stderr else b"")
             await asyncio.sleep(0.05)
         yield Server(f"nats://127.0.0.1:{port}", passwords)
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        await asyncio.wait_for(process.wait(), 10)
 
 
 async def connect(server: Server, user: str, errors: list[str]) -> Any:
@@ -92,7 +94,7 @@ def test_every_service_has_a_user() -> None:
 
 
 async def test_wrong_password_is_refused(server: Server) -> None:
-    with pytest.raises(Exception, match="(?i)authorization"):
+    with pytest.raises(Exception, match=r"(?i)authorization"):
         await nats.connect(server.url, user="ingestion", password="guess",
                            allow_reconnect=False, max_reconnect_attempts=0)
 
@@ -169,7 +171,7 @@ async def test_kit_flows_work_with_service_credentials(server: Server,
         async def done() -> bool:
             return "cli-1" in verifier.revoked_subjects and len(kept) == 1
 
-        assert await eventually(done, timeout=5)
+        assert await eventually(done, within=5)
         assert kept[0].service == "ingestion" and kept[0].actor == "cli-1"
         await sub.unsubscribe()
     finally:

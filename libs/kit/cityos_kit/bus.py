@@ -98,8 +98,9 @@ class Bus:
     async def ensure_streams(self, streams: Iterable[Stream]) -> None:
         """Create or update each stream: file storage, replicas from the deployment."""
         for stream in streams:
+            name = self.stream_name(stream)
             config = StreamConfig(
-                name=self.stream_name(stream),
+                name=name,
                 description=stream.description,
                 subjects=[self.subject(s.wildcard()) for s in stream.subjects],
                 storage=StorageType.FILE,
@@ -108,7 +109,7 @@ class Bus:
                 duplicate_window=stream.duplicate_window_s,
             )
             try:
-                await self.js.stream_info(config.name)
+                await self.js.stream_info(name)
                 await self.js.update_stream(config)
             except NotFoundError:
                 await self.js.add_stream(config)
