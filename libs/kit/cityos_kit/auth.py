@@ -147,8 +147,10 @@ class TokenVerifier:
     """
 
     def __init__(self, issuer: str, audience: str = "cityos", *, jwks: Mapping[str, Any] | None
-                 = None, leeway_s: float = 10.0, cache_s: float = 600.0) -> None:
+                 = None, leeway_s: float = 10.0, cache_s: float = 600.0,
+                 http_client: httpx.AsyncClient | None = None) -> None:
         self.issuer = issuer.rstrip("/")
+        self.http_client = http_client  # default: a short-lived client per fetch
         self.audience = audience
         self.leeway_s = leeway_s
         self.cache_s = cache_s
@@ -171,12 +173,18 @@ class TokenVerifier:
         self._fetched_at = time.monotonic()
 
     async def _fetch_jwks(self) -> None:
+        if self.http_client is not None:
+            await self._fetch_with(self.http_client)
+            return
         async with httpx.AsyncClient(timeout=5) as client:
-            discovery = await client.get(f"{self.issuer}/.well-known/openid-configuration")
-            discovery.raise_for_status()
-            response = await client.get(discovery.json()["jwks_uri"])
-            response.raise_for_status()
-            self.set_jwks(response.json())
+            await self._fetch_with(client)
+
+    async def _fetch_with(self, client: httpx.AsyncClient) -> None:
+        discovery = await client.get(f"{self.issuer}/.well-known/openid-configuration")
+        discovery.raise_for_status()
+        response = await client.get(discovery.json()["jwks_uri"])
+        response.raise_for_status()
+        self.set_jwks(response.json())
 
     async def _key(self, kid: str) -> jwt.PyJWK:
         stale = time.monotonic() - self._fetched_at > self.cache_s

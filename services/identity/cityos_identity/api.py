@@ -3,12 +3,12 @@
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 from urllib.parse import unquote_plus
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import Dependency, Provide
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.params import Body, JSONBody, Parameter
@@ -32,7 +32,8 @@ from cityos_kit.auth import PUBLIC, scope, security
 ADMIN = scope("identity:admin")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 OAUTH_STATUS = {"invalid_client": 401}
-IdentityDep = NamedDependency[Identity]
+# Injected by name (Litestar's NamedDependency, spelled out so type checkers keep the type).
+IdentityDep: TypeAlias = Annotated[Identity, Dependency(kind="named")]
 
 
 def provide_identity(state: State) -> Identity:

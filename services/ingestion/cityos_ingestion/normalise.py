@@ -7,12 +7,14 @@ returned as a `Rejection` with a reason its owner can act on; nothing is dropped
 """
 
 import hashlib
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import msgspec
+import numpy as np
 from msgspec import Meta
 
 from cityos_contracts.datasets import DatasetRegistration, FieldSpec
@@ -32,7 +34,7 @@ _TYPES: dict[str, Any] = {
 class Rejection:
     row: int
     reason: str
-    record: dict[str, Any]
+    record: Any  # the record as sent: a dict, or the typed record of the fast path
 
     @property
     def code(self) -> str:
@@ -58,7 +60,15 @@ class Normalised:
     rejections: list[Rejection]
     mapped_optional_present: int = 0  # for the completeness metric
     mapped_optional_total: int = 0
-    lags_s: list[float] = field(default_factory=list)  # arrival minus observation time
+    # Freshness: arrival minus observation time, summed over the accepted records.
+    lag_sum_s: float = 0.0
+    lag_max_s: float | None = None
+    lag_count: int = 0
+
+    def add_lag(self, lag_s: float) -> None:
+        self.lag_sum_s += lag_s
+        self.lag_count += 1
+        self.lag_max_s = lag_s if self.lag_max_s is None else max(self.lag_max_s, lag_s)
 
 
 def row_type(registration: DatasetRegistration) -> type[msgspec.Struct]:
@@ -112,7 +122,7 @@ class Normaliser:
         return getattr(record, self._attr[field]) if field else None
 
     def decode(self, rows: list[dict[str, Any]], numbers: list[int], lax: bool
-               ) -> tuple[list[tuple[int, Any, dict[str, Any]]], list[Rejection]]:
+               ) -> tuple[list[tuple[int, Any, Any]], list[Rejection]]:
         """Typed records (row number, struct, raw); CSV text is converted leniently."""
         try:  # fast path: the whole batch at once
             typed = msgspec.convert(rows, list[self.type], strict=not lax)  # type: ignore[name-defined]
@@ -127,14 +137,23 @@ class Normaliser:
                 bad.append(Rejection(number, _explain(exc), row))
         return good, bad
 
+    def decode_array(self, array: bytes) -> list[tuple[int, Any, Any]] | None:
+        """Fast path: a JSON array straight into typed records; None if any record is bad."""
+        try:
+            typed = msgspec.json.decode(array, type=list[self.type])  # type: ignore[name-defined]
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        return [(i, rec, rec) for i, rec in enumerate(typed, 1)]
+
     def _time(self, value: datetime | None) -> datetime | str:
+        """Aware times keep their offset (Postgres stores the instant); naive ones get the zone."""
         if value is None:
             return "time is missing"
         if value.tzinfo is None:
             if self.zone is None:
                 return "time has no time zone; add an offset such as +08:00"
-            value = value.replace(tzinfo=self.zone)
-        return value.astimezone(UTC)
+            return value.replace(tzinfo=self.zone)
+        return value
 
     def _place(self, lon: Any, lat: Any) -> str | None:
         if lon is None or lat is None:
@@ -149,9 +168,9 @@ class Normaliser:
             return f"lon={lon}, lat={lat} is outside the city"
         return None
 
-    def normalise(self, batch_id: str, rows: list[dict[str, Any]], numbers: list[int],
-                  lax: bool, received_at: datetime) -> Normalised:
-        records, rejections = self.decode(rows, numbers, lax)
+    def normalise(self, batch_id: str, records: list[tuple[int, Any, Any]],
+                  rejections: list[Rejection], received_at: datetime) -> Normalised:
+        """Apply the platform's rules to typed records (row number, record, raw form)."""
         kind = self.reg.kind
         if kind == "observation":
             return self._observations(batch_id, records, rejections, received_at)
@@ -168,47 +187,73 @@ class Normaliser:
         attrs = {f: v for f in self.attr_fields if (v := self.get(record, f)) is not None}
         return attrs or None
 
-    def _observations(self, batch_id: str, records: list[tuple[int, Any, dict[str, Any]]],
+    def _column(self, recs: list[Any], field: str | None) -> list[Any] | None:
+        if field is None:
+            return None
+        return list(map(attrgetter(self._attr[field]), recs))
+
+    def _observations(self, batch_id: str, records: list[tuple[int, Any, Any]],
                       rejections: list[Rejection], received_at: datetime) -> Normalised:
+        """Column at a time: GPS feeds send millions of these, so checks are vectorised."""
         m = self.reg.mapping
+        recs = [r[1] for r in records]
+        subject = [str(v) for v in self._column(recs, m.subject) or []]
+        ts = self._column(recs, m.time) or []
+        lon = np.array([np.nan if v is None else v for v in self._column(recs, m.lon) or []],
+                       dtype=np.float64)
+        lat = np.array([np.nan if v is None else v for v in self._column(recs, m.lat) or []],
+                       dtype=np.float64)
+        b = self.bbox
+        ok = (lon >= b.west) & (lon <= b.east) & (lat >= b.south) & (lat <= b.north)
         latest = received_at + FUTURE_TOLERANCE
-        cols: dict[str, list[Any]] = {k: [] for k in
-                                      ("subject", "ts", "lon", "lat", "speed_kmh", "heading",
-                                       "value", "attrs")}
         seen: set[tuple[str, datetime]] = set()
-        out = Normalised(ObservationBatch("", "", 0, "", [], [], [], []), rejections)
-        for number, rec, raw in records:
-            ts = self._time(self.get(rec, m.time))
-            if isinstance(ts, str):
-                rejections.append(Rejection(number, ts, raw))
+        keep: list[int] = []
+        for k, (number, _, raw) in enumerate(records):
+            t = ts[k]
+            if t is None or t.tzinfo is None:
+                t = self._time(t)
+                if isinstance(t, str):
+                    rejections.append(Rejection(number, t, raw))
+                    continue
+                ts[k] = t
+            if t > latest:
+                rejections.append(Rejection(number, f"time {t.isoformat()} is in the future", raw))
                 continue
-            if ts > latest:
-                rejections.append(Rejection(number, f"time {ts.isoformat()} is in the future", raw))
+            if not ok[k]:
+                place = self._place(self.get(recs[k], m.lon), self.get(recs[k], m.lat))
+                rejections.append(Rejection(number, place or "bad position", raw))
                 continue
-            lon, lat = self.get(rec, m.lon), self.get(rec, m.lat)
-            if problem := self._place(lon, lat):
-                rejections.append(Rejection(number, problem, raw))
+            key = (subject[k], t)
+            if key in seen:
+                rejections.append(Rejection(
+                    number, f"duplicate of an earlier record of `{key[0]}` at {t.isoformat()}",
+                    raw))
                 continue
-            subject = str(self.get(rec, m.subject))
-            if (subject, ts) in seen:
-                rejections.append(Rejection(number, f"duplicate of an earlier record of "
-                                                    f"`{subject}` at {ts.isoformat()}", raw))
-                continue
-            seen.add((subject, ts))
-            speed = self.get(rec, m.speed)
-            cols["subject"].append(subject)
-            cols["ts"].append(ts)
-            cols["lon"].append(float(lon))
-            cols["lat"].append(float(lat))
-            cols["speed_kmh"].append(None if speed is None else speed * self.speed_factor)
-            cols["heading"].append(self.get(rec, m.heading))
-            cols["value"].append(self.get(rec, m.value))
-            cols["attrs"].append(self._attrs(rec))
-            out.lags_s.append((received_at - ts).total_seconds())
-            self._completeness(out, rec)
-        out.batch = ObservationBatch(
+            seen.add(key)
+            keep.append(k)
+
+        def pick(values: list[Any] | None, factor: float = 1.0) -> list[Any]:
+            if values is None:
+                return []
+            if factor != 1.0:
+                return [None if values[k] is None else values[k] * factor for k in keep]
+            return [values[k] for k in keep]
+
+        out = Normalised(ObservationBatch(
             batch_id=batch_id, dataset=self.reg.name, version=self.version, owner=self.reg.owner,
-            **cols)
+            subject=pick(subject), ts=pick(ts), lon=lon[keep].tolist(), lat=lat[keep].tolist(),
+            speed_kmh=pick(self._column(recs, m.speed), self.speed_factor),
+            heading=pick(self._column(recs, m.heading)), value=pick(self._column(recs, m.value)),
+            attrs=[self._attrs(recs[k]) for k in keep] if self.attr_fields else [],
+        ), rejections)
+        for f in self.optional_mapped:
+            out.mapped_optional_total += len(keep)
+            out.mapped_optional_present += sum(v is not None for v in pick(self._column(recs, f)))
+        if keep:
+            epochs = np.fromiter((t.timestamp() for t in out.batch.ts), dtype=np.float64)  # type: ignore[union-attr]
+            lags = received_at.timestamp() - epochs
+            out.lag_sum_s, out.lag_max_s = float(lags.sum()), float(lags.max())
+            out.lag_count = len(keep)
         return out
 
     def _geometry(self, rec: Any) -> dict[str, Any] | str | None:
@@ -224,7 +269,7 @@ class Normaliser:
             return {"type": "Point", "coordinates": [float(lon), float(lat)]}
         return None
 
-    def _entities(self, batch_id: str, records: list[tuple[int, Any, dict[str, Any]]],
+    def _entities(self, batch_id: str, records: list[tuple[int, Any, Any]],
                   rejections: list[Rejection], received_at: datetime) -> Normalised:
         m = self.reg.mapping
         entities: list[Entity] = []
@@ -258,7 +303,7 @@ class Normaliser:
         out.batch = EntityBatch(batch_id, self.reg.name, self.version, self.reg.owner, entities)
         return out
 
-    def _media(self, batch_id: str, records: list[tuple[int, Any, dict[str, Any]]],
+    def _media(self, batch_id: str, records: list[tuple[int, Any, Any]],
                rejections: list[Rejection], received_at: datetime) -> Normalised:
         m = self.reg.mapping
         items: list[MediaItem] = []
@@ -287,7 +332,7 @@ class Normaliser:
                 media_type=self.get(rec, m.media_type),
                 attrs=self._attrs(rec) or {},
             ))
-            out.lags_s.append((received_at - ts).total_seconds())
+            out.add_lag((received_at - ts).total_seconds())
             self._completeness(out, rec)
         out.batch = MediaBatch(batch_id, self.reg.name, self.version, self.reg.owner, items)
         return out

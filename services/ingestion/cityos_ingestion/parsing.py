@@ -42,6 +42,18 @@ class ParsedBody:
     columns: list[str] | None = None  # the CSV header, checked against the schema
 
 
+def json_array(body: bytes, content_type: str) -> bytes | None:
+    """The body as one UTF-8 JSON array of records, if it is JSON or NDJSON (fast path)."""
+    fmt, charset = content_format(content_type)
+    if charset not in (None, "utf-8", "utf8"):
+        return None
+    if fmt == "json":
+        return body
+    if fmt == "ndjson":
+        return b"[" + b",".join(line for line in body.splitlines() if line.strip()) + b"]"
+    return None
+
+
 def content_format(content_type: str) -> tuple[str, str | None]:
     """(format, charset) from a Content-Type header such as `text/csv; charset=gbk`."""
     media, _, params = content_type.partition(";")

@@ -6,7 +6,6 @@ Idempotency-Key, or a new one) is the dedupe key all the way down: a retried bat
 from the batch record and republished chunks are dropped by JetStream's duplicate window.
 """
 
-import statistics
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -17,8 +16,8 @@ import msgspec
 from cityos_contracts.datasets import BatchResult, ContributionMetrics, DatasetVersion, DeadLetter
 from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch
 from cityos_contracts.subjects import CONTRIBUTION, ENTITIES, MEDIA, OBSERVATIONS
-from cityos_ingestion.normalise import Normalised, Normaliser, check_columns
-from cityos_ingestion.parsing import BodyError, ParsedBody, RowError, parse_body
+from cityos_ingestion.normalise import Normalised, Normaliser, Rejection, check_columns
+from cityos_ingestion.parsing import BodyError, RowError, json_array, parse_body
 from cityos_ingestion.store import IngestionStore
 from cityos_kit.bus import Bus
 from cityos_kit.city import BBox
@@ -59,13 +58,19 @@ class Pipeline:
         dv = await self.resolve(dataset, version)
         if batch_id and (earlier := await self.store.batch(batch_id)):
             return earlier
+        batch_id = batch_id or uuid.uuid4().hex
+        normaliser = self.normaliser(dv)
+        if (array := json_array(body, content_type)) is not None and (
+                records := normaliser.decode_array(array)) is not None:
+            return await self._ingest(dv, records, [], [], batch_id)
         geometry_field = dv.registration.mapping.geometry or "geometry"
         parsed = parse_body(body, content_type, geometry_field)
         if parsed.columns is not None and (problem := check_columns(dv.registration,
                                                                     parsed.columns)):
             raise BodyError(f"CSV header does not match {dv.name} v{dv.version}: {problem}")
-        return await self._ingest(dv, parsed, lax=parsed.columns is not None,
-                                  batch_id=batch_id or uuid.uuid4().hex)
+        records, rejections = normaliser.decode(parsed.rows, parsed.row_numbers,
+                                                lax=parsed.columns is not None)
+        return await self._ingest(dv, records, rejections, parsed.errors, batch_id)
 
     async def push_records(self, dataset: str, version: int | None,
                            records: list[dict[str, Any]], batch_id: str) -> BatchResult:
@@ -73,19 +78,20 @@ class Pipeline:
         dv = await self.resolve(dataset, version)
         if earlier := await self.store.batch(batch_id):
             return earlier
-        parsed = ParsedBody(records, list(range(1, len(records) + 1)), [])
-        return await self._ingest(dv, parsed, lax=False, batch_id=batch_id)
+        typed, rejections = self.normaliser(dv).decode(
+            records, list(range(1, len(records) + 1)), lax=False)
+        return await self._ingest(dv, typed, rejections, [], batch_id)
 
-    async def _ingest(self, dv: DatasetVersion, parsed: ParsedBody, lax: bool,
+    async def _ingest(self, dv: DatasetVersion, records: list[tuple[int, Any, Any]],
+                      rejections: list[Rejection], errors: list[RowError],
                       batch_id: str) -> BatchResult:
         received_at = datetime.now(UTC)
-        out = self.normaliser(dv).normalise(batch_id, parsed.rows, parsed.row_numbers, lax,
-                                            received_at)
+        received = len(records) + len(rejections) + len(errors)
+        out = self.normaliser(dv).normalise(batch_id, records, rejections, received_at)
         await self._publish(out.batch)
-        letters = _dead_letters(dv, batch_id, parsed.errors, out, received_at)
-        received = len(parsed.rows) + len(parsed.errors)
+        letters = _dead_letters(dv, batch_id, errors, out, received_at)
         accepted = received - len(letters)
-        reasons = Counter(["malformed"] * len(parsed.errors) + [r.code for r in out.rejections])
+        reasons = Counter(["malformed"] * len(errors) + [r.code for r in out.rejections])
         result = BatchResult(batch_id=batch_id, dataset=dv.name, version=dv.version,
                              received=received, accepted=accepted, rejected=len(letters),
                              reasons=dict(reasons))
@@ -95,13 +101,13 @@ class Pipeline:
             validity_rate=accepted / received if received else 1.0,
             completeness=(out.mapped_optional_present / out.mapped_optional_total
                           if out.mapped_optional_total else 1.0),
-            freshness_mean_s=statistics.fmean(out.lags_s) if out.lags_s else None,
-            freshness_max_s=max(out.lags_s) if out.lags_s else None,
+            freshness_mean_s=out.lag_sum_s / out.lag_count if out.lag_count else None,
+            freshness_max_s=out.lag_max_s,
         )
         first = await self.store.record_batch(
             result, dv.registration.owner, received_at, letters, tally,
             (out.mapped_optional_present, out.mapped_optional_total),
-            (sum(out.lags_s), len(out.lags_s)))
+            (out.lag_sum_s, out.lag_count))
         if not first:  # a concurrent retry of the same batch won the race
             earlier = await self.store.batch(batch_id)
             return earlier or result

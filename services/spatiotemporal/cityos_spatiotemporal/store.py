@@ -1,14 +1,14 @@
 """The spatio-temporal service's SQL: write observations, entities, media; load the city."""
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import msgspec
-import numpy as np
 
 from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch
 from cityos_kit import db
+from cityos_kit.bus import Delivery
 from cityos_kit.city import City
 from cityos_spatiotemporal.cells import z2
 
@@ -36,55 +36,81 @@ class SpatioTemporalStore:
                 f" TO ('{(day + timedelta(days=1)).isoformat()}T00:00:00+00')")
             self._partitions.add(day)
 
-    async def write_observations(self, batch: ObservationBatch) -> bool:
-        """Store a batch once: False if this batch id was stored before (a redelivery)."""
-        n = len(batch)
-        async with self.pool.acquire() as conn, conn.transaction():
-            first = await conn.fetchval(
-                "INSERT INTO stored_batches (batch_id, dataset, rows) VALUES ($1, $2, $3)"
-                " ON CONFLICT DO NOTHING RETURNING true", batch.batch_id, batch.dataset, n)
-            if not first or n == 0:
-                return bool(first)
-            await self._ensure_partitions(conn, {t.date() for t in {batch.ts[0], batch.ts[-1],
-                                                                    min(batch.ts), max(batch.ts)}})
-            cells = z2(batch.lon, batch.lat).tolist()
-            speed = batch.speed_kmh or [None] * n
-            heading = batch.heading or [None] * n
-            value = batch.value or [None] * n
-            attrs = [_json(a) for a in batch.attrs] if batch.attrs else [None] * n
-            dataset = [batch.dataset] * n
-            with db.span("copy", "observations") as span:
-                span.set_attribute("db.rows", n)
-                await conn.copy_records_to_table(
-                    "observations", columns=OBSERVATION_COLUMNS,
-                    records=zip(dataset, batch.subject, batch.ts, batch.lon, batch.lat, cells,
-                                speed, heading, value, attrs, strict=True))
-            await self._update_latest(conn, batch, speed, heading, value, attrs)
-        return True
+    async def write_observations(self, deliveries: list[Delivery[ObservationBatch]]) -> int:
+        """Store each batch once, all in one transaction; returns the rows written.
 
-    async def _update_latest(self, conn: asyncpg.Connection, batch: ObservationBatch,
-                             speed: list[Any], heading: list[Any], value: list[Any],
-                             attrs: list[Any]) -> None:
-        newest: dict[str, int] = {}
-        for i, (subject, ts) in enumerate(zip(batch.subject, batch.ts, strict=True)):
-            j = newest.get(subject)
-            if j is None or ts > batch.ts[j]:
-                newest[subject] = i
-        idx = np.fromiter(newest.values(), dtype=np.int64)
-        pick = lambda col: [col[i] for i in idx]  # noqa: E731
+        A batch id already in `stored_batches` is a redelivery and is skipped, so handling the
+        same message twice changes nothing.
+        """
+        try:
+            return await self._write(deliveries)
+        except Exception:
+            self._partitions.clear()  # a partition created in a rolled-back transaction is gone
+            raise
+
+    async def _write(self, deliveries: list[Delivery[ObservationBatch]]) -> int:
+        written: list[ObservationBatch] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for delivery in deliveries:
+                batch = delivery.message
+                with delivery.span():
+                    first = await conn.fetchval(
+                        "INSERT INTO stored_batches (batch_id, dataset, rows) VALUES ($1, $2, $3)"
+                        " ON CONFLICT DO NOTHING RETURNING true",
+                        batch.batch_id, batch.dataset, len(batch))
+                    if first and len(batch):
+                        await self._copy(conn, batch)
+                        written.append(batch)
+            if written:
+                await self._update_latest(conn, written)
+        return sum(len(b) for b in written)
+
+    async def _copy(self, conn: asyncpg.Connection, batch: ObservationBatch) -> None:
+        n = len(batch)
+        # Partitions are UTC days; fixes may carry any offset.
+        await self._ensure_partitions(conn, {min(batch.ts).astimezone(UTC).date(),
+                                             max(batch.ts).astimezone(UTC).date()})
+        none = [None] * n
+        with db.span("copy", "observations") as span:
+            span.set_attribute("db.rows", n)
+            await conn.copy_records_to_table(
+                "observations", columns=OBSERVATION_COLUMNS,
+                records=zip([batch.dataset] * n, batch.subject, batch.ts, batch.lon, batch.lat,
+                            z2(batch.lon, batch.lat).tolist(), batch.speed_kmh or none,
+                            batch.heading or none, batch.value or none,
+                            [_json(a) for a in batch.attrs] if batch.attrs else none,
+                            strict=True))
+
+    async def _update_latest(self, conn: asyncpg.Connection,
+                             batches: list[ObservationBatch]) -> None:
+        """One upsert of each subject's newest fix across the batches (not one per fix)."""
+        newest: dict[tuple[str, str], tuple[ObservationBatch, int]] = {}
+        for batch in batches:
+            for i, (subject, ts) in enumerate(zip(batch.subject, batch.ts, strict=True)):
+                key = (batch.dataset, subject)
+                seen = newest.get(key)
+                if seen is None or ts > seen[0].ts[seen[1]]:
+                    newest[key] = (batch, i)
+
+        def column(name: str) -> list[Any]:
+            return [getattr(b, name)[i] if getattr(b, name) else None
+                    for b, i in newest.values()]
+
+        attrs = [_json(b.attrs[i]) if b.attrs else None for b, i in newest.values()]
         with db.span("upsert", "latest_positions"):
             await conn.execute(
                 "INSERT INTO latest_positions AS l (dataset, subject, ts, geom, speed_kmh,"
                 " heading, value, attrs)"
-                " SELECT $1, s, t, ST_SetSRID(ST_MakePoint(x, y), 4326), sp, h, v, a::jsonb"
-                " FROM unnest($2::text[], $3::timestamptz[], $4::float8[], $5::float8[],"
-                " $6::real[], $7::real[], $8::float8[], $9::text[]) AS u(s, t, x, y, sp, h, v, a)"
+                " SELECT d, s, t, ST_SetSRID(ST_MakePoint(x, y), 4326), sp, h, v, a::jsonb"
+                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[],"
+                " $5::float8[], $6::real[], $7::real[], $8::float8[], $9::text[])"
+                " AS u(d, s, t, x, y, sp, h, v, a)"
                 " ON CONFLICT (dataset, subject) DO UPDATE SET ts = EXCLUDED.ts,"
                 " geom = EXCLUDED.geom, speed_kmh = EXCLUDED.speed_kmh,"
                 " heading = EXCLUDED.heading, value = EXCLUDED.value, attrs = EXCLUDED.attrs"
                 " WHERE EXCLUDED.ts > l.ts",
-                batch.dataset, list(newest), pick(batch.ts), pick(batch.lon), pick(batch.lat),
-                pick(speed), pick(heading), pick(value), pick(attrs))
+                [d for d, _ in newest], [s for _, s in newest], column("ts"), column("lon"),
+                column("lat"), column("speed_kmh"), column("heading"), column("value"), attrs)
 
     async def write_entities(self, batch: EntityBatch) -> None:
         """Insert new states (idempotent on dataset, id, valid_from), then re-chain history."""

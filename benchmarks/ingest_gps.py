@@ -1,0 +1,186 @@
+"""Benchmark: GPS fixes end to end (HTTP batches -> ingestion -> NATS -> store -> PostGIS),
+next to a raw asyncpg COPY of the same rows into the same tables with the same indexes.
+
+    uv run python benchmarks/ingest_gps.py [--fixes 5000000] [--batch 10000] [--concurrency 4]
+
+Runs the real services as processes against a database and NATS namespace of its own, which it
+removes afterwards. Prints one JSON line: value = end-to-end fixes/s, baseline = COPY fixes/s.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import msgspec
+import nats
+
+from cityos_kit import db
+from cityos_kit.config import load_settings
+from cityos_simulator.datasets import VEHICLE_GPS
+from cityos_simulator.fixes import iter_batches, to_ndjson
+from cityos_simulator.generator import generate_fixes
+from cityos_spatiotemporal.app import MIGRATIONS
+from cityos_spatiotemporal.cells import z2
+from cityos_spatiotemporal.store import OBSERVATION_COLUMNS
+
+ADMIN = os.environ.get("CITYOS_TEST_ADMIN_DATABASE_URL",
+                       "postgresql://postgres@127.0.0.1:5432/postgres")
+NATS_URL = os.environ.get("CITYOS_NATS_URL", "nats://127.0.0.1:4222")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def log(*args: object) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+async def wait_ready(url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(300):
+            try:
+                if (await client.get(url + "/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+async def end_to_end(bodies: list[bytes], url: str, database_url: str, concurrency: int) -> tuple[
+        float, int]:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    accepted = 0
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        while not queue.empty():
+            body = queue.get_nowait()
+            response = await client.post("/datasets/vehicle_gps/records", content=body,
+                                         headers={"content-type": "application/x-ndjson"})
+            response.raise_for_status()
+            accepted += response.json()["accepted"]
+
+    conn = await asyncpg.connect(database_url)
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        await asyncio.gather(*(sender(client) for _ in range(concurrency)))
+    sent = time.perf_counter()
+    log(f"  all batches accepted by ingestion after {sent - started:.1f} s")
+    while True:
+        stored = await conn.fetchval(
+            "SELECT coalesce(sum(rows), 0) FROM spatiotemporal.stored_batches")
+        if stored >= accepted:
+            break
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    await conn.close()
+    return elapsed, accepted
+
+
+async def raw_copy(database_url: str, fixes: object, batch: int) -> float:
+    """The same rows COPYed by asyncpg into an identical schema (`baseline`)."""
+    settings = load_settings("benchmark", database_url=database_url)
+    pool = await db.create_pool(settings, "baseline")
+    await db.migrate(pool, "baseline", MIGRATIONS)
+    batches = []
+    for part in iter_batches(fixes, batch):  # type: ignore[arg-type]
+        ts = [datetime.fromtimestamp(t, UTC) for t in part.ts.tolist()]
+        cells = z2(part.lon, part.lat).tolist()
+        batches.append(list(zip(["vehicle_gps"] * len(ts), part.plate.tolist(), ts,
+                                part.lon.tolist(), part.lat.tolist(), cells,
+                                part.speed_kmh.tolist(), part.heading.tolist(),
+                                [None] * len(ts), [None] * len(ts), strict=True)))
+    async with pool.acquire() as conn:
+        days = sorted({r[2].date() for b in batches for r in (b[0], b[-1])})
+        for day in days:
+            await conn.execute(
+                f"CREATE TABLE baseline.observations_{day:%Y%m%d} PARTITION OF"
+                f" baseline.observations FOR VALUES FROM ('{day}T00:00:00+00')"
+                f" TO ('{day + timedelta(days=1)}T00:00:00+00')")
+        started = time.perf_counter()
+        for records in batches:
+            await conn.copy_records_to_table("observations", schema_name="baseline",
+                                             columns=OBSERVATION_COLUMNS, records=records)
+        elapsed = time.perf_counter() - started
+    await pool.close()
+    return elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fixes", type=int, default=5_000_000)
+    parser.add_argument("--vehicles", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+
+    run = uuid.uuid4().hex[:8]
+    name, prefix = f"cityos_bench_{run}", f"bench{run}"
+    admin = await asyncpg.connect(ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    database_url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    conn = await asyncpg.connect(database_url)
+    await conn.execute("CREATE EXTENSION postgis")
+    await conn.close()
+    env = {**os.environ, "CITYOS_DATABASE_URL": database_url, "CITYOS_NATS_URL": NATS_URL,
+           "CITYOS_NATS_PREFIX": prefix, "CITYOS_LOG_LEVEL": "WARNING"}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "cityos_ingestion.main"],
+                         env={**env, "CITYOS_HTTP_PORT": "18001"}, cwd=ROOT),
+        subprocess.Popen([sys.executable, "-m", "cityos_spatiotemporal.main"],
+                         env={**env, "CITYOS_HTTP_PORT": "18002"}, cwd=ROOT),
+    ]
+    try:
+        url = "http://127.0.0.1:18001"
+        await wait_ready(url)
+        await wait_ready("http://127.0.0.1:18002")
+        async with httpx.AsyncClient(base_url=url) as client:
+            (await client.post("/datasets", content=msgspec.json.encode(VEHICLE_GPS),
+                               headers={"content-type": "application/json"})).raise_for_status()
+        interval = 10.0
+        duration = timedelta(seconds=interval * -(-args.fixes // args.vehicles))
+        start = datetime.now(UTC) - duration - timedelta(minutes=1)
+        fixes = generate_fixes(args.vehicles, start, duration, interval_s=interval)
+        fixes = fixes.take(slice(0, args.fixes))
+        bodies = [to_ndjson(part) for part in iter_batches(fixes, args.batch)]
+        log(f"{len(fixes):,} fixes of {args.vehicles} vehicles in {len(bodies)} batches")
+
+        e2e_s, accepted = await end_to_end(bodies, url, database_url, args.concurrency)
+        value = accepted / e2e_s
+        log(f"  end to end: {accepted:,} fixes in {e2e_s:.1f} s = {value:,.0f} fixes/s")
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        copy_s = await raw_copy(database_url, fixes, args.batch)
+        baseline = len(fixes) / copy_s
+        log(f"  raw COPY:   {len(fixes):,} rows in {copy_s:.1f} s = {baseline:,.0f} rows/s")
+        print(json.dumps({"benchmark": "ingest_gps", "value": round(value), "unit": "fixes/s",
+                          "baseline": round(baseline), "ratio": round(value / baseline, 3),
+                          "fixes": accepted}))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            if info.config.name and info.config.name.startswith(prefix.upper() + "_"):
+                await js.delete_stream(info.config.name)
+        await nc.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
