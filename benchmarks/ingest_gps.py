@@ -24,6 +24,7 @@ import msgspec
 import nats
 
 from cityos_kit import db
+from cityos_kit.client_auth import ClientCredentials
 from cityos_kit.config import load_settings
 from cityos_simulator.datasets import VEHICLE_GPS
 from cityos_simulator.fixes import iter_batches, to_ndjson
@@ -54,8 +55,16 @@ async def wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
-async def end_to_end(bodies: list[bytes], url: str, database_url: str, concurrency: int) -> tuple[
-        float, int]:
+def simulator_credentials(bootstrap: Path, issuer: str) -> ClientCredentials:
+    """The simulator's client, as the identity service's first start wrote it."""
+    line = next(ln for ln in bootstrap.read_text().splitlines()
+                if ln.startswith("service simulator "))
+    fields = dict(part.split("=", 1) for part in line.split()[2:])
+    return ClientCredentials(issuer, fields["client_id"], fields["client_secret"])
+
+
+async def end_to_end(bodies: list[bytes], url: str, auth: httpx.Auth, database_url: str,
+                     concurrency: int) -> tuple[float, int]:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -72,7 +81,7 @@ async def end_to_end(bodies: list[bytes], url: str, database_url: str, concurren
 
     conn = await asyncpg.connect(database_url)
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=120, auth=auth) as client:
         await asyncio.gather(*(sender(client) for _ in range(concurrency)))
     sent = time.perf_counter()
     log(f"  all batches accepted by ingestion after {sent - started:.1f} s")
@@ -134,7 +143,12 @@ async def main() -> None:
     await conn.close()
     env = {**os.environ, "CITYOS_DATABASE_URL": database_url, "CITYOS_NATS_URL": NATS_URL,
            "CITYOS_NATS_PREFIX": prefix, "CITYOS_LOG_LEVEL": "WARNING"}
+    bootstrap = Path(f"/tmp/{name}-bootstrap.txt")
+    env |= {"CITYOS_AUTH_ISSUER": "http://127.0.0.1:18009",
+            "CITYOS_BOOTSTRAP_FILE": str(bootstrap)}
     procs = [
+        subprocess.Popen([sys.executable, "-m", "cityos_identity.main"],
+                         env={**env, "CITYOS_HTTP_PORT": "18009"}, cwd=ROOT),
         subprocess.Popen([sys.executable, "-m", "cityos_ingestion.main"],
                          env={**env, "CITYOS_HTTP_PORT": "18001"}, cwd=ROOT),
         subprocess.Popen([sys.executable, "-m", "cityos_spatiotemporal.main"],
@@ -142,9 +156,10 @@ async def main() -> None:
     ]
     try:
         url = "http://127.0.0.1:18001"
-        await wait_ready(url)
-        await wait_ready("http://127.0.0.1:18002")
-        async with httpx.AsyncClient(base_url=url) as client:
+        for port in (18009, 18001, 18002):
+            await wait_ready(f"http://127.0.0.1:{port}")
+        auth = simulator_credentials(bootstrap, "http://127.0.0.1:18009")
+        async with httpx.AsyncClient(base_url=url, auth=auth) as client:
             (await client.post("/datasets", content=msgspec.json.encode(VEHICLE_GPS),
                                headers={"content-type": "application/json"})).raise_for_status()
         interval = 10.0
@@ -155,7 +170,7 @@ async def main() -> None:
         bodies = [to_ndjson(part) for part in iter_batches(fixes, args.batch)]
         log(f"{len(fixes):,} fixes of {args.vehicles} vehicles in {len(bodies)} batches")
 
-        e2e_s, accepted = await end_to_end(bodies, url, database_url, args.concurrency)
+        e2e_s, accepted = await end_to_end(bodies, url, auth, database_url, args.concurrency)
         value = accepted / e2e_s
         log(f"  end to end: {accepted:,} fixes in {e2e_s:.1f} s = {value:,.0f} fixes/s")
         for proc in procs:
@@ -172,6 +187,7 @@ async def main() -> None:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
+        bootstrap.unlink(missing_ok=True)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
         nc = await nats.connect(NATS_URL)

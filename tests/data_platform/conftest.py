@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from cityos_contracts.datasets import DatasetRegistration, FieldMapping, FieldSpec
 from cityos_ingestion.app import build_app as build_ingestion
+from cityos_kit.auth import AuthPlugin, LocalIssuer
 from cityos_spatiotemporal.app import build_app as build_spatiotemporal
 
 GPS = DatasetRegistration(
@@ -26,17 +27,40 @@ GPS = DatasetRegistration(
 )
 
 
+# The command center's data steward: sees and acts on every department's data.
+STEWARD_SCOPES = ("ingest:admin", "ingest:read", "ingest:write", "stquery:read")
+
+
 @pytest.fixture(scope="session")
-async def ingestion(make_settings: Any) -> AsyncIterator[AsyncTestClient[Any]]:
-    app = build_ingestion(make_settings("ingestion", max_body_mb=64))
-    async with AsyncTestClient(app, timeout=60) as client:
+def issuer() -> LocalIssuer:
+    return LocalIssuer()
+
+
+def authorised(app: Any, issuer: LocalIssuer, **claims: Any) -> AsyncTestClient[Any]:
+    client = AsyncTestClient(app, timeout=60)
+    token = issuer.token(**({"unit": "CMD", "scopes": STEWARD_SCOPES} | claims))
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+def platform_app(service: str, make_settings: Any, issuer: LocalIssuer) -> Any:
+    build = {"ingestion": build_ingestion, "spatiotemporal": build_spatiotemporal}[service]
+    settings = make_settings(service, max_body_mb=64)
+    return build(settings, auth=AuthPlugin(settings, verifier=issuer.verifier()))
+
+
+@pytest.fixture(scope="session")
+async def ingestion(make_settings: Any, issuer: LocalIssuer
+                    ) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with authorised(platform_app("ingestion", make_settings, issuer), issuer) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
-async def spatiotemporal(make_settings: Any) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(build_spatiotemporal(make_settings("spatiotemporal")),
-                               timeout=60) as client:
+async def spatiotemporal(make_settings: Any, issuer: LocalIssuer
+                         ) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with authorised(platform_app("spatiotemporal", make_settings, issuer),
+                          issuer) as client:
         yield client
 
 

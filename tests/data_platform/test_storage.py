@@ -6,13 +6,12 @@ from typing import Any
 import asyncpg
 import msgspec
 import nats
-from data_platform.conftest import eventually, stored
+from data_platform.conftest import eventually, platform_app, stored
 from data_platform.test_ingestion import fix, ndjson, push
 from litestar.testing import AsyncTestClient
 
 from cityos_contracts.datasets import DatasetRegistration, FieldMapping, FieldSpec
 from cityos_contracts.records import RawRecordBatch
-from cityos_spatiotemporal.app import build_app as build_spatiotemporal
 
 ENTERPRISES = DatasetRegistration(
     name="test_enterprises", title="Hazardous-goods enterprises", owner="YJJ", kind="entity",
@@ -116,7 +115,7 @@ async def _count(client: Any, expected: int) -> bool:
 
 async def test_killing_the_storage_consumer_mid_stream_loses_and_doubles_nothing(
         ingestion: Any, gps_dataset: dict[str, Any], make_settings: Any,
-        database_url: str) -> None:
+        database_url: str, issuer: Any) -> None:
     """A second store instance is stopped while batches stream in, then restarted."""
     start = datetime.now(UTC) - timedelta(hours=2)
     accepted = 0
@@ -142,13 +141,11 @@ async def test_killing_the_storage_consumer_mid_stream_loses_and_doubles_nothing
     async def all_stored() -> bool:
         return await kill_count() == accepted
 
-    app = build_spatiotemporal(make_settings("spatiotemporal"))
-    async with AsyncTestClient(app, timeout=60):
+    async with AsyncTestClient(platform_app("spatiotemporal", make_settings, issuer)):
         await send(0, 20)
     # The consumer was stopped wherever it was; more data arrives while it is down.
     await send(20, 20)
-    async with AsyncTestClient(build_spatiotemporal(make_settings("spatiotemporal")),
-                               timeout=60):
+    async with AsyncTestClient(platform_app("spatiotemporal", make_settings, issuer)):
         await eventually(all_stored, timeout=90)
     conn = await asyncpg.connect(database_url)
     dupes = await conn.fetchval(

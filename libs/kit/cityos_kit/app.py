@@ -19,6 +19,7 @@ from litestar.types import ControllerRouterHandler
 
 from cityos_contracts.subjects import STREAMS
 from cityos_kit import db
+from cityos_kit.auth import PUBLIC, AuthPlugin
 from cityos_kit.bus import Bus, current_trace_id
 from cityos_kit.config import Settings
 from cityos_kit.telemetry import logger, setup_telemetry, tracer_provider
@@ -32,12 +33,18 @@ PROBE_PATHS = ["/healthz", "/readyz", "/metrics"]
 
 class MetricsController(PrometheusController):
     path = "/metrics"
+    include_in_schema = False
 
 
 def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """4xx keep their reason; anything else is logged with the trace id and answered 500."""
     if isinstance(exc, HTTPException):
-        body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
+        detail = exc.detail
+        if exc.status_code == 413:
+            size = request.app.request_max_body_size
+            limit = size if isinstance(size, int) else 0
+            detail = f"request body is larger than the limit of {limit // (1024 * 1024)} MiB"
+        body: dict[str, Any] = {"status_code": exc.status_code, "detail": detail}
         if exc.extra:
             body["extra"] = exc.extra
         return Response(body, status_code=exc.status_code, headers=exc.headers)
@@ -56,16 +63,20 @@ def create_app(
     readiness: dict[str, ReadinessCheck] | None = None,
     title: str | None = None,
     description: str = "",
+    auth: AuthPlugin | None = None,
     **litestar_options: Any,
 ) -> Litestar:
+    """Every route must declare its scope (`opt=scope(...)`) or `opt=PUBLIC`; `auth` defaults
+    to verifying tokens of the city's issuer (tests pass one trusting a local issuer)."""
     setup_telemetry(settings)
     checks = readiness or {}
 
-    @get("/healthz", media_type=MediaType.JSON, include_in_schema=False, sync_to_thread=False)
+    @get("/healthz", media_type=MediaType.JSON, include_in_schema=False, sync_to_thread=False,
+         opt=PUBLIC)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "service": settings.service}
 
-    @get("/readyz", media_type=MediaType.JSON, include_in_schema=False)
+    @get("/readyz", media_type=MediaType.JSON, include_in_schema=False, opt=PUBLIC)
     async def readyz() -> Response[dict[str, Any]]:
         results = {name: await check() for name, check in checks.items()}
         ready = all(results.values())
@@ -78,7 +89,7 @@ def create_app(
         route_handlers=[healthz, readyz, MetricsController, *route_handlers],
         lifespan=list(lifespan),
         middleware=[metrics.middleware],
-        plugins=[OpenTelemetryPlugin(telemetry)],
+        plugins=[OpenTelemetryPlugin(telemetry), auth or AuthPlugin(settings)],
         openapi_config=OpenAPIConfig(
             title=title or f"CityOS {settings.service}", version="1", description=description,
             path="/docs",
@@ -112,6 +123,7 @@ def create_service_app(
     start: ServiceStart,
     title: str,
     description: str = "",
+    auth: AuthPlugin | None = None,
 ) -> Litestar:
     """A service with its own Postgres schema and a NATS connection, ready when both are.
 
@@ -146,5 +158,5 @@ def create_service_app(
     return create_app(
         settings, route_handlers=route_handlers, lifespan=[lifespan],
         readiness={"database": database_ready, "nats": nats_ready},
-        title=title, description=description,
+        title=title, description=description, auth=auth,
     )

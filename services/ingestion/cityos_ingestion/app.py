@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -25,6 +25,7 @@ from cityos_ingestion.parsing import BodyError
 from cityos_ingestion.pipeline import Pipeline, UnknownDataset
 from cityos_ingestion.store import IngestionStore
 from cityos_kit.app import create_service_app
+from cityos_kit.auth import AuthPlugin, current_principal, scope
 from cityos_kit.bus import Bus
 from cityos_kit.city import City
 from cityos_kit.config import Settings
@@ -42,9 +43,30 @@ class Unprocessable(ClientException):
     status_code = 422
 
 
-@post("/datasets", status_code=HTTP_201_CREATED, tags=["datasets"])
-async def register_dataset(data: DatasetRegistration, state: State) -> Response[DatasetVersion]:
+def _check_owner(request: Request[Any, Any, Any], owner: str, dataset: str) -> None:
+    """A department works on its own datasets; the command center (and SREs) on all."""
+    principal = current_principal(request)
+    if not (principal.sees_all_units() or principal.department == owner):
+        raise PermissionDeniedException(
+            detail=f"dataset `{dataset}` belongs to {owner}; unit {principal.unit} "
+                   f"({principal.department}) may not use it")
+
+
+async def _owned_dataset(request: Request[Any, Any, Any], state: State, name: str,
+                         version: int | None = None) -> DatasetVersion:
+    try:
+        dv = await _pipeline(state).resolve(name, version)
+    except UnknownDataset as exc:
+        raise NotFoundException(detail=str(exc)) from exc
+    _check_owner(request, dv.registration.owner, name)
+    return dv
+
+
+@post("/datasets", status_code=HTTP_201_CREATED, tags=["datasets"], opt=scope("ingest:admin"))
+async def register_dataset(data: DatasetRegistration, state: State,
+                           request: Request[Any, Any, Any]) -> Response[DatasetVersion]:
     """Register a dataset, or a new version of it when the registration changed."""
+    _check_owner(request, data.owner, data.name)
     found = registration.problems(data, set(state.city.departments))
     if found:
         raise Unprocessable(detail="; ".join(found))
@@ -58,31 +80,37 @@ async def register_dataset(data: DatasetRegistration, state: State) -> Response[
     return Response(version, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
 
-@get("/datasets", tags=["datasets"])
-async def list_datasets(state: State, owner: str | None = None) -> list[DatasetVersion]:
-    """The latest version of every dataset (of one owner department, if given)."""
+@get("/datasets", tags=["datasets"], opt=scope("ingest:read"))
+async def list_datasets(state: State, request: Request[Any, Any, Any],
+                        owner: str | None = None) -> list[DatasetVersion]:
+    """The latest version of every dataset the caller's department owns (all, for the
+    command center; filter by `owner`)."""
+    principal = current_principal(request)
+    if not principal.sees_all_units():
+        if owner not in (None, principal.department):
+            raise PermissionDeniedException(detail=f"unit {principal.unit} may not list "
+                                                   f"{owner}'s datasets")
+        owner = principal.department
     datasets: list[DatasetVersion] = await state.store.datasets(owner)
     return datasets
 
 
-@get("/datasets/{name:str}", tags=["datasets"])
-async def get_dataset(name: str, state: State,
+@get("/datasets/{name:str}", tags=["datasets"], opt=scope("ingest:read"))
+async def get_dataset(name: str, state: State, request: Request[Any, Any, Any],
                       version: int | None = None) -> DatasetVersion:
-    try:
-        return await _pipeline(state).resolve(name, version)
-    except UnknownDataset as exc:
-        raise NotFoundException(detail=str(exc)) from exc
+    return await _owned_dataset(request, state, name, version)
 
 
-@get("/datasets/{name:str}/versions", tags=["datasets"])
-async def list_versions(name: str, state: State) -> list[DatasetVersion]:
+@get("/datasets/{name:str}/versions", tags=["datasets"], opt=scope("ingest:read"))
+async def list_versions(name: str, state: State,
+                        request: Request[Any, Any, Any]) -> list[DatasetVersion]:
+    await _owned_dataset(request, state, name)
     versions: list[DatasetVersion] = await state.store.versions(name)
-    if not versions:
-        raise NotFoundException(detail=f"no dataset named `{name}` is registered")
     return versions
 
 
-@post("/datasets/{name:str}/records", status_code=HTTP_200_OK, tags=["records"])
+@post("/datasets/{name:str}/records", status_code=HTTP_200_OK, tags=["records"],
+      opt=scope("ingest:write", per="name"))
 async def push_records(
     name: str,
     request: Request[Any, Any, Any],
@@ -99,6 +127,7 @@ async def push_records(
     """
     if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
         raise ClientException(detail="Idempotency-Key must be 1 to 200 characters")
+    await _owned_dataset(request, state, name, version)
     body = await request.body()
     content_type = request.headers.get("content-type", "application/json")
     try:
@@ -110,30 +139,33 @@ async def push_records(
         raise ClientException(detail=str(exc)) from exc
 
 
-@get("/batches/{batch_id:str}", tags=["records"])
-async def get_batch(batch_id: str, state: State) -> BatchResult:
+@get("/batches/{batch_id:str}", tags=["records"], opt=scope("ingest:read"))
+async def get_batch(batch_id: str, state: State, request: Request[Any, Any, Any]) -> BatchResult:
     result: BatchResult | None = await state.store.batch(batch_id)
     if result is None:
         raise NotFoundException(detail=f"no batch `{batch_id}`")
+    await _owned_dataset(request, state, result.dataset)
     return result
 
 
-@get("/datasets/{name:str}/dead-letters", tags=["dead letters"])
+@get("/datasets/{name:str}/dead-letters", tags=["dead letters"], opt=scope("ingest:read"))
 async def list_dead_letters(
-    name: str, state: State, after_id: int = 0,
+    name: str, state: State, request: Request[Any, Any, Any], after_id: int = 0,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100, batch_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rejected records with their reasons, oldest first; page with `after_id`."""
+    await _owned_dataset(request, state, name)
     letters: list[dict[str, Any]] = await state.store.dead_letters(name, after_id, limit,
                                                                    batch_id)
     return letters
 
 
 @get("/datasets/{name:str}/dead-letters.ndjson", tags=["dead letters"],
-     media_type="application/x-ndjson")
-async def download_dead_letters(name: str, state: State,
+     media_type="application/x-ndjson", opt=scope("ingest:read"))
+async def download_dead_letters(name: str, state: State, request: Request[Any, Any, Any],
                                 batch_id: str | None = None) -> Response[bytes]:
     """All dead letters of a dataset as one NDJSON file."""
+    await _owned_dataset(request, state, name)
     lines, after = [], 0
     while page := await state.store.dead_letters(name, after, 1000, batch_id):
         lines += [msgspec.json.encode(r) for r in page]
@@ -143,12 +175,19 @@ async def download_dead_letters(name: str, state: State,
                                                     f'.ndjson"'})
 
 
-@get("/contribution", tags=["contribution"])
+@get("/contribution", tags=["contribution"], opt=scope("ingest:read"))
 async def contribution(
-    state: State, department: str | None = None, dataset: str | None = None,
+    state: State, request: Request[Any, Any, Any], department: str | None = None,
+    dataset: str | None = None,
     start: datetime | None = None, end: datetime | None = None,
 ) -> list[ContributionMetrics]:
     """Volume, validity, completeness and freshness per department and dataset (default: 24 h)."""
+    principal = current_principal(request)
+    if not principal.sees_all_units():
+        department = department or principal.department
+        if department != principal.department:
+            raise PermissionDeniedException(detail=f"unit {principal.unit} may not read "
+                                                   f"{department}'s contribution")
     end = end or datetime.now(UTC) + timedelta(hours=1)
     start = start or end - timedelta(hours=25)
     if start.tzinfo is None or end.tzinfo is None:
@@ -162,7 +201,7 @@ ROUTES = [register_dataset, list_datasets, get_dataset, list_versions, push_reco
           list_dead_letters, download_dead_letters, contribution]
 
 
-def build_app(settings: Settings) -> Litestar:
+def build_app(settings: Settings, auth: AuthPlugin | None = None) -> Litestar:
     city = City(settings.city_dir)
 
     async def start(app: Litestar, pool: asyncpg.Pool, bus: Bus) -> None:
@@ -173,7 +212,7 @@ def build_app(settings: Settings) -> Litestar:
 
     return create_service_app(
         settings, schema=SCHEMA, migrations=MIGRATIONS, route_handlers=ROUTES, start=start,
-        title="CityOS ingestion (data express)",
+        auth=auth, title="CityOS ingestion (data express)",
         description="Register datasets and push records; read dead letters and data "
                     "contribution.",
     )

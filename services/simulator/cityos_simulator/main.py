@@ -19,6 +19,7 @@ import httpx
 import msgspec
 import numpy as np
 
+from cityos_kit.client_auth import ClientCredentials
 from cityos_kit.config import load_settings
 from cityos_kit.telemetry import logger, setup_telemetry
 from cityos_simulator import datasets
@@ -60,6 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clips-per-hour", type=float, default=6.0, help="per camera")
     p.add_argument("--plates", choices=("ascii", "cn"), default="ascii")
     p.add_argument("--batch-size", type=int, default=5000)
+    p.add_argument("--issuer", default=os.environ.get("CITYOS_AUTH_ISSUER",
+                                                      "http://127.0.0.1:8009"),
+                   help="token issuer (the identity service)")
+    p.add_argument("--client-id", default=os.environ.get("CITYOS_CLIENT_ID", ""),
+                   help="the simulator's client id (env CITYOS_CLIENT_ID)")
     args = p.parse_args(argv)
     if args.start is not None and args.start.tzinfo is None:
         p.error("--start needs a UTC offset, e.g. 2025-05-01T08:00:00+08:00")
@@ -121,7 +127,9 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
              vehicles=args.vehicles, sensors=len(sensor_list), cameras=len(camera_list),
              roads=len(net.features), speedup=args.speedup)
 
-    async with httpx.AsyncClient(base_url=args.ingestion_url, timeout=30.0) as http:
+    secret = os.environ.get("CITYOS_CLIENT_SECRET", "")
+    auth = ClientCredentials(args.issuer, args.client_id, secret) if args.client_id else None
+    async with httpx.AsyncClient(base_url=args.ingestion_url, timeout=30.0, auth=auth) as http:
         ing = Ingestion(http, stop)
         versions = {r.name: await ing.register(r) for r in datasets.ALL}
         log.info("datasets.registered", versions=versions)

@@ -12,6 +12,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
 
 from cityos_kit.app import create_service_app
+from cityos_kit.auth import AuthPlugin, scope
 from cityos_kit.bus import Bus
 from cityos_kit.city import City
 from cityos_kit.config import Settings
@@ -19,6 +20,7 @@ from cityos_spatiotemporal.consumers import start_consumers
 from cityos_spatiotemporal.store import SpatioTemporalStore
 
 SCHEMA = "spatiotemporal"
+READ = scope("stquery:read")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -35,13 +37,13 @@ def _features(rows: list[Any], id_key: str) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
-@get("/observations/count", tags=["observations"])
+@get("/observations/count", tags=["observations"], opt=READ)
 async def observation_count(state: State, dataset: str | None = None) -> dict[str, int]:
     """How many observations are stored (of one dataset, if given)."""
     return {"count": await state.store.observation_count(dataset)}
 
 
-@get("/datasets/{dataset:str}/subjects/{subject:str}/latest", tags=["observations"])
+@get("/datasets/{dataset:str}/subjects/{subject:str}/latest", tags=["observations"], opt=READ)
 async def latest_position(dataset: str, subject: str, state: State) -> dict[str, Any]:
     """A vehicle's or sensor's newest stored observation."""
     row = await state.store.latest(dataset, subject)
@@ -52,7 +54,7 @@ async def latest_position(dataset: str, subject: str, state: State) -> dict[str,
     return row
 
 
-@get("/datasets/{dataset:str}/entities", tags=["entities"], media_type="application/geo+json")
+@get("/datasets/{dataset:str}/entities", tags=["entities"], opt=READ, media_type="application/geo+json")
 async def entities(
     dataset: str, state: State, at: datetime | None = None, category: str | None = None,
     limit: Annotated[int, Parameter(ge=1, le=10000)] = 1000,
@@ -61,7 +63,7 @@ async def entities(
     return _features(await state.store.entities(dataset, at, category, limit), "entity_id")
 
 
-@get("/datasets/{dataset:str}/entities/{entity_id:str}/history", tags=["entities"],
+@get("/datasets/{dataset:str}/entities/{entity_id:str}/history", tags=["entities"], opt=READ,
      media_type="application/geo+json")
 async def entity_history(dataset: str, entity_id: str, state: State) -> dict[str, Any]:
     """Every state the entity has had (an enterprise that closed keeps its past)."""
@@ -71,13 +73,13 @@ async def entity_history(dataset: str, entity_id: str, state: State) -> dict[str
     return _features(rows, "entity_id")
 
 
-@get("/divisions", tags=["city"], media_type="application/geo+json")
+@get("/divisions", tags=["city"], opt=READ, media_type="application/geo+json")
 async def divisions(state: State, level: str | None = None) -> dict[str, Any]:
     """The city's districts and streets as GeoJSON."""
     return _features(await state.store.divisions(level), "code")
 
 
-@get("/units", tags=["city"])
+@get("/units", tags=["city"], opt=READ)
 async def units(state: State) -> list[dict[str, Any]]:
     """The bodies that receive work: departments, district branches, street offices."""
     return [dict(r) for r in await state.store.units()]
@@ -86,7 +88,7 @@ async def units(state: State) -> list[dict[str, Any]]:
 ROUTES = [observation_count, latest_position, entities, entity_history, divisions, units]
 
 
-def build_app(settings: Settings) -> Litestar:
+def build_app(settings: Settings, auth: AuthPlugin | None = None) -> Litestar:
     async def start(app: Litestar, pool: asyncpg.Pool, bus: Bus) -> None:
         store = SpatioTemporalStore(pool)
         await store.load_city(City(settings.city_dir))
@@ -95,6 +97,6 @@ def build_app(settings: Settings) -> Litestar:
 
     return create_service_app(
         settings, schema=SCHEMA, migrations=MIGRATIONS, route_handlers=ROUTES, start=start,
-        title="CityOS spatio-temporal service",
+        auth=auth, title="CityOS spatio-temporal service",
         description="The PostGIS store of observations, entities and media, and its queries.",
     )
