@@ -31,7 +31,7 @@ from cityos_simulator.fixes import iter_batches, to_ndjson
 from cityos_simulator.generator import generate_fixes
 from cityos_spatiotemporal.app import MIGRATIONS
 from cityos_spatiotemporal.cells import z2
-from cityos_spatiotemporal.store import OBSERVATION_COLUMNS
+from cityos_spatiotemporal.store import OBSERVATION_COLUMNS, create_partition, partitions_between
 
 ADMIN = os.environ.get("CITYOS_TEST_ADMIN_DATABASE_URL",
                        "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -110,12 +110,9 @@ async def raw_copy(database_url: str, fixes: object, batch: int) -> float:
                                 part.speed_kmh.tolist(), part.heading.tolist(),
                                 [None] * len(ts), [None] * len(ts), strict=True)))
     async with pool.acquire() as conn:
-        days = sorted({r[2].date() for b in batches for r in (b[0], b[-1])})
-        for day in days:
-            await conn.execute(
-                f"CREATE TABLE baseline.observations_{day:%Y%m%d} PARTITION OF"
-                f" baseline.observations FOR VALUES FROM ('{day}T00:00:00+00')"
-                f" TO ('{day + timedelta(days=1)}T00:00:00+00')")
+        first, last = min(r[2] for b in batches for r in b), max(r[2] for b in batches for r in b)
+        for start in sorted(partitions_between(first, last)):
+            await create_partition(conn, start, schema="baseline")
         started = time.perf_counter()
         for records in batches:
             await conn.copy_records_to_table("observations", schema_name="baseline",

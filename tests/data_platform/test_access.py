@@ -4,9 +4,10 @@ department sees and pushes only its own datasets."""
 import re
 from typing import Any
 
-from cityos_kit.auth import LocalIssuer, undeclared_routes
 from data_platform.conftest import STEWARD_SCOPES
 from data_platform.test_ingestion import fix, ndjson
+
+from cityos_kit.auth import LocalIssuer, undeclared_routes
 
 PATH_VALUES = {"name": "test_gps", "dataset": "test_gps", "subject": "SPD-1",
                "entity_id": "E-1", "batch_id": "no-such-batch"}

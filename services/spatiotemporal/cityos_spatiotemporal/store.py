@@ -1,6 +1,6 @@
 """The spatio-temporal service's SQL: write observations, entities, media; load the city."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -20,21 +20,44 @@ def _json(value: dict[str, Any] | None) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
 
 
+# Observations are partitioned by UTC time period. Short periods keep the indexes being written
+# small enough to stay in memory (GPS arrives roughly in time order), which is what holds the
+# write rate up; a query over a day touches a handful of partitions. Retention drops whole ones.
+PARTITION_HOURS = 6
+
+
+def partition_start(ts: datetime) -> datetime:
+    utc = ts.astimezone(UTC)
+    return utc.replace(hour=utc.hour - utc.hour % PARTITION_HOURS, minute=0, second=0,
+                       microsecond=0)
+
+
+def partitions_between(first: datetime, last: datetime) -> set[datetime]:
+    start, end = partition_start(first), partition_start(last)
+    step = timedelta(hours=PARTITION_HOURS)
+    return {start + k * step for k in range(int((end - start) / step) + 1)}
+
+
+async def create_partition(conn: asyncpg.Connection, start: datetime,
+                           schema: str = "") -> None:
+    """The partition holding `start`, created if missing (concurrent callers serialise)."""
+    table = f"{schema}.observations" if schema else "observations"
+    name = f"{table}_{start:%Y%m%d%H}"
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
+    await conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES"
+        f" FROM ('{start.isoformat()}') TO ('{(start + timedelta(hours=PARTITION_HOURS)).isoformat()}')")
+
+
 class SpatioTemporalStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._partitions: set[date] = set()
+        self._partitions: set[datetime] = set()
 
-    async def _ensure_partitions(self, conn: asyncpg.Connection, days: set[date]) -> None:
-        """Daily partitions, created on first use (retention drops whole days)."""
-        for day in sorted(days - self._partitions):
-            name = f"observations_{day:%Y%m%d}"
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF observations"
-                f" FOR VALUES FROM ('{day.isoformat()}T00:00:00+00')"
-                f" TO ('{(day + timedelta(days=1)).isoformat()}T00:00:00+00')")
-            self._partitions.add(day)
+    async def _ensure_partitions(self, conn: asyncpg.Connection, starts: set[datetime]) -> None:
+        for start in sorted(starts - self._partitions):
+            await create_partition(conn, start)
+            self._partitions.add(start)
 
     async def write_observations(self, deliveries: list[Delivery[ObservationBatch]]) -> int:
         """Store each batch once, all in one transaction; returns the rows written.
@@ -67,9 +90,7 @@ class SpatioTemporalStore:
 
     async def _copy(self, conn: asyncpg.Connection, batch: ObservationBatch) -> None:
         n = len(batch)
-        # Partitions are UTC days; fixes may carry any offset.
-        await self._ensure_partitions(conn, {min(batch.ts).astimezone(UTC).date(),
-                                             max(batch.ts).astimezone(UTC).date()})
+        await self._ensure_partitions(conn, partitions_between(min(batch.ts), max(batch.ts)))
         none = [None] * n
         with db.span("copy", "observations") as span:
             span.set_attribute("db.rows", n)
