@@ -149,3 +149,27 @@ async def test_contribution_metrics_count_what_the_department_sent(
     assert m["received"] == m["accepted"] + m["rejected"] and m["rejected"] >= 1
     assert 0 < m["validity_rate"] < 1
     assert m["freshness_mean_s"] > 0 and m["freshness_max_s"] >= m["freshness_mean_s"]
+
+
+async def test_a_gbk_file_imports_in_batches_and_a_rerun_stores_nothing_twice(
+        ingestion: Any, gps_dataset: dict[str, Any], tmp_path: Any) -> None:
+    from cityos_ingestion.bulk_import import import_file
+
+    ts = NOW.astimezone().isoformat()
+    lines = [f"苏F-{i:05d},{ts},120.9,32.0,3" for i in range(25)] + ["苏F-X,not-a-time,120.9,32,3"]
+    path = tmp_path / "export.csv"
+    path.write_bytes(("plate,ts,lon,lat,speed\n" + "\n".join(lines) + "\n").encode("gbk"))
+    totals, reasons = await import_file(ingestion, path, "test_gps", encoding="gbk",
+                                        batch_rows=10)
+    assert (totals["received"], totals["accepted"], totals["rejected"]) == (26, 25, 1)
+    assert reasons == {"bad_value": 1}
+    again, _ = await import_file(ingestion, path, "test_gps", encoding="gbk", batch_rows=10)
+    assert again == totals
+    batch = (await ingestion.get(f"/batches/import-{_digest(path)}-10-0")).json()
+    assert batch["duplicate"] is True and batch["accepted"] == 10
+
+
+def _digest(path: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -50,7 +50,7 @@ REASON_CODES = (
     ("swapped_lon_lat", "look swapped"), ("outside_city", "outside the city"),
     ("not_wgs84", "not a WGS84"), ("duplicate", "duplicate"), ("duplicate", "appears twice"),
     ("missing_field", "missing"), ("unknown_field", "unknown field"),
-    ("wrong_type", "Expected"), ("bad_geometry", "geometry"),
+    ("wrong_type", "Expected"), ("bad_value", "Invalid"), ("bad_geometry", "geometry"),
 )
 
 
