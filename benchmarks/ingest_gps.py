@@ -30,8 +30,13 @@ from cityos_simulator.datasets import VEHICLE_GPS
 from cityos_simulator.fixes import iter_batches, to_ndjson
 from cityos_simulator.generator import generate_fixes
 from cityos_spatiotemporal.app import MIGRATIONS
-from cityos_spatiotemporal.cells import z2
-from cityos_spatiotemporal.store import OBSERVATION_COLUMNS, create_partition, partitions_between
+from cityos_spatiotemporal.cells import z2t
+from cityos_spatiotemporal.store import (
+    OBSERVATION_COLUMNS,
+    create_partition,
+    partitions_between,
+    subject_key,
+)
 
 ADMIN = os.environ.get("CITYOS_TEST_ADMIN_DATABASE_URL",
                        "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -104,8 +109,10 @@ async def raw_copy(database_url: str, fixes: object, batch: int) -> float:
     batches = []
     for part in iter_batches(fixes, batch):  # type: ignore[arg-type]
         ts = [datetime.fromtimestamp(t, UTC) for t in part.ts.tolist()]
-        cells = z2(part.lon, part.lat).tolist()
-        batches.append(list(zip(["vehicle_gps"] * len(ts), part.plate.tolist(), ts,
+        plates = part.plate.tolist()
+        keys = [subject_key("vehicle_gps", p) for p in plates]
+        cells = z2t(part.lon, part.lat, part.ts).tolist()
+        batches.append(list(zip(["vehicle_gps"] * len(ts), plates, keys, ts,
                                 part.lon.tolist(), part.lat.tolist(), cells,
                                 part.speed_kmh.tolist(), part.heading.tolist(),
                                 [None] * len(ts), [None] * len(ts), strict=True)))

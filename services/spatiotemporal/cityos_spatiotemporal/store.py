@@ -1,19 +1,29 @@
 """The spatio-temporal service's SQL: write observations, entities, media; load the city."""
 
+import functools
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import msgspec
+import numpy as np
 
 from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch
 from cityos_kit import db
 from cityos_kit.bus import Delivery
 from cityos_kit.city import City
-from cityos_spatiotemporal.cells import z2
+from cityos_spatiotemporal.cells import z2t
 
-OBSERVATION_COLUMNS = ["dataset", "subject", "ts", "lon", "lat", "cell", "speed_kmh", "heading",
-                       "value", "attrs"]
+OBSERVATION_COLUMNS = ["dataset", "subject", "subject_key", "ts", "lon", "lat", "z2t",
+                       "speed_kmh", "heading", "value", "attrs"]
+
+
+@functools.lru_cache(maxsize=200_000)
+def subject_key(dataset: str, subject: str) -> int:
+    """A stable 64-bit key of a subject (vehicle, sensor) for the trajectory index."""
+    digest = hashlib.blake2b(f"{dataset}|{subject}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _json(value: dict[str, Any] | None) -> str | None:
@@ -90,14 +100,17 @@ class SpatioTemporalStore:
 
     async def _copy(self, conn: asyncpg.Connection, batch: ObservationBatch) -> None:
         n = len(batch)
+        epochs = np.fromiter((t.timestamp() for t in batch.ts), dtype=np.float64, count=n)
         await self._ensure_partitions(conn, partitions_between(min(batch.ts), max(batch.ts)))
         none = [None] * n
         with db.span("copy", "observations") as span:
             span.set_attribute("db.rows", n)
             await conn.copy_records_to_table(
                 "observations", columns=OBSERVATION_COLUMNS,
-                records=zip([batch.dataset] * n, batch.subject, batch.ts, batch.lon, batch.lat,
-                            z2(batch.lon, batch.lat).tolist(), batch.speed_kmh or none,
+                records=zip([batch.dataset] * n, batch.subject,
+                            [subject_key(batch.dataset, s) for s in batch.subject], batch.ts,
+                            batch.lon, batch.lat, z2t(batch.lon, batch.lat, epochs).tolist(),
+                            batch.speed_kmh or none,
                             batch.heading or none, batch.value or none,
                             [_json(a) for a in batch.attrs] if batch.attrs else none,
                             strict=True))

@@ -2,22 +2,24 @@
 -- media metadata, and the city's divisions and units.
 CREATE EXTENSION IF NOT EXISTS postgis;
 
+-- Index keys are bigints because B-trees on text and GiST on points cost the write rate most.
 CREATE TABLE observations (
-    dataset   text NOT NULL,
-    subject   text NOT NULL,
-    ts        timestamptz NOT NULL,
-    lon       double precision NOT NULL,
-    lat       double precision NOT NULL,
-    cell      bigint NOT NULL,          -- Z2 key (see cells.py)
-    speed_kmh real,
-    heading   real,
-    value     double precision,
-    attrs     jsonb
+    dataset     text NOT NULL,
+    subject     text NOT NULL,
+    subject_key bigint NOT NULL,          -- hash of (dataset, subject), see store.subject_key
+    ts          timestamptz NOT NULL,
+    lon         double precision NOT NULL,
+    lat         double precision NOT NULL,
+    z2t         bigint NOT NULL,          -- 10-minute bin << 40 | Z2 cell, see cells.py
+    speed_kmh   real,
+    heading     real,
+    value       double precision,
+    attrs       jsonb
 ) PARTITION BY RANGE (ts);
--- Trajectories and latest positions: one subject's fixes in time order.
-CREATE INDEX observations_subject_ts ON observations (dataset, subject, ts);
--- Range queries: a box is a few runs of cell keys, then the time window.
-CREATE INDEX observations_cell_ts ON observations (cell, ts);
+-- Trajectories: one subject's fixes in time order (then filter dataset and subject: hash).
+CREATE INDEX observations_subject ON observations (subject_key, ts);
+-- Range queries: a box and a window are, per time bin, a few runs of keys.
+CREATE INDEX observations_z2t ON observations (z2t);
 -- Time windows over everything; tiny because fixes arrive roughly in time order.
 CREATE INDEX observations_ts_brin ON observations USING brin (ts);
 
