@@ -117,7 +117,7 @@ async def raw_copy(database_url: str, fixes: object, batch: int) -> float:
                                 part.speed_kmh.tolist(), part.heading.tolist(),
                                 [None] * len(ts), [None] * len(ts), strict=True)))
     async with pool.acquire() as conn:
-        first, last = min(r[2] for b in batches for r in b), max(r[2] for b in batches for r in b)
+        first, last = min(r[3] for b in batches for r in b), max(r[3] for b in batches for r in b)
         for start in sorted(partitions_between(first, last)):
             await create_partition(conn, start, schema="baseline")
         started = time.perf_counter()

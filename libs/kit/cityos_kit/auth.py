@@ -20,7 +20,6 @@ optionally `department` (else the unit id's prefix) and `kind` (`client`/`person
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -50,7 +49,7 @@ from nats.js.api import DeliverPolicy
 
 from cityos_contracts.identity import Principal, PrincipalKind, Revocation
 from cityos_contracts.subjects import AUDIT_EVENTS, REVOCATIONS, STREAMS, Stream
-from cityos_kit.config import Settings
+from cityos_kit.config import Settings, from_env
 from cityos_kit.telemetry import logger
 
 log = logger("cityos.auth")
@@ -73,35 +72,20 @@ def scope(name: str, per: str | None = None) -> dict[str, Any]:
 # -- settings --------------------------------------------------------------------------------
 
 
-def _env_bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
 @dataclass(frozen=True)
 class AuthSettings:
-    """CITYOS_AUTH_* settings (read here until they move into the kit's Settings)."""
+    """CITYOS_AUTH_* settings: whom to trust, and the per-client limits."""
 
     issuer: str = "http://127.0.0.1:8009"
     audience: str = "cityos"
     leeway_s: float = 10.0
     jwks_cache_s: float = 600.0
     rate_limit_per_minute: int = 600
-    # Also forbid unauthenticated audit of "anonymous" state changes? They are 401 anyway.
     audit_enabled: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AuthSettings":
-        source = os.environ if env is None else env
-        default = cls()
-        return cls(
-            issuer=source.get("CITYOS_AUTH_ISSUER", default.issuer).rstrip("/"),
-            audience=source.get("CITYOS_AUTH_AUDIENCE", default.audience),
-            leeway_s=float(source.get("CITYOS_AUTH_LEEWAY_S", default.leeway_s)),
-            jwks_cache_s=float(source.get("CITYOS_AUTH_JWKS_CACHE_S", default.jwks_cache_s)),
-            rate_limit_per_minute=int(
-                source.get("CITYOS_RATE_LIMIT_PER_MINUTE", default.rate_limit_per_minute)),
-            audit_enabled=_env_bool(source.get("CITYOS_AUDIT_ENABLED", "true")),
-        )
+        return from_env(cls, prefix="CITYOS_AUTH_", env=env)
 
 
 # -- verification ----------------------------------------------------------------------------

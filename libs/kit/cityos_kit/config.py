@@ -1,9 +1,10 @@
 """Typed settings read from the environment (`CITYOS_*`); the real environment wins over `.env`."""
 
 import os
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 DEFAULT_CITY_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "city"
 
@@ -44,22 +45,39 @@ def _read_dotenv(path: Path) -> dict[str, str]:
 
 
 def _coerce(value: str, kind: Any) -> Any:
+    if kind in (bool, "bool"):
+        if value.strip().lower() not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            raise ValueError(value)
+        return value.strip().lower() in {"1", "true", "yes", "on"}
     if kind in (int, "int"):
         return int(value)
+    if kind in (float, "float"):
+        return float(value)
     if kind in (Path, "Path"):
         return Path(value)
     return value
 
 
-def load_settings(service: str, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings for `service` from CITYOS_* variables (.env first, the real environment on top)."""
+C = TypeVar("C")
+
+
+def from_env(cls: type[C], prefix: str = "CITYOS_", env: Mapping[str, str] | None = None,
+             **overrides: Any) -> C:
+    """A frozen settings dataclass from `<prefix><FIELD>` variables (.env first, then the real
+    environment on top); a value that does not fit its field's type is an error naming both."""
     source = {**_read_dotenv(Path(".env")), **(env if env is not None else os.environ)}
     values: dict[str, Any] = {}
-    for f in fields(Settings):
-        key = f"CITYOS_{f.name.upper()}"
-        if f.name != "service" and key in source:
+    for f in fields(cls):  # type: ignore[arg-type]
+        key = f"{prefix}{f.name.upper()}"
+        if f.name not in overrides and key in source:
             try:
                 values[f.name] = _coerce(source[key], f.type)
             except ValueError as exc:
                 raise ValueError(f"{key}={source[key]!r} is not a valid {f.type}") from exc
-    return replace(Settings(service=service, **values), **overrides)
+    return cls(**values, **overrides)
+
+
+def load_settings(service: str, env: Mapping[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Settings for `service` from CITYOS_* variables."""
+    return from_env(Settings, env=env, service=service, **overrides)

@@ -1,7 +1,6 @@
 """The identity service's logic: clients, people, tokens, revocations and the audit log."""
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from cityos_identity.keys import KeyStore
 from cityos_kit.auth import AuthSettings, TokenVerifier
 from cityos_kit.bus import Bus
 from cityos_kit.city import City
+from cityos_kit.config import from_env
 
 
 @dataclass(frozen=True)
@@ -40,16 +40,7 @@ class IdentityConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "IdentityConfig":
-        source = os.environ if env is None else env
-        d = cls()
-        return cls(
-            token_lifetime_s=int(source.get("CITYOS_TOKEN_LIFETIME_S", d.token_lifetime_s)),
-            secret_overlap_hours=float(
-                source.get("CITYOS_SECRET_OVERLAP_HOURS", d.secret_overlap_hours)),
-            audit_retention_days=int(
-                source.get("CITYOS_AUDIT_RETENTION_DAYS", d.audit_retention_days)),
-            bootstrap_file=Path(source.get("CITYOS_BOOTSTRAP_FILE", str(d.bootstrap_file))),
-        )
+        return from_env(cls, env=env)
 
 
 class IdentityError(Exception):

@@ -8,11 +8,13 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -117,6 +119,9 @@ def _summary(ing: Ingestion, sim_now: float) -> None:
              reasons=dict(sum((v.reasons for v in t.values()), Counter())))
 
 
+HEARTBEAT = Path(tempfile.gettempdir()) / "cityos-simulator.heartbeat"
+
+
 async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
     settings = load_settings("simulator")
     net = load_network(settings.city_dir, args.seed)
@@ -152,6 +157,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await _tick(ing, versions, f"sim-{run_id}-{seq}", fleet.advance(now),
                         sensors.advance(now), cameras.advance(now), args.batch_size)
             seq += 1
+            HEARTBEAT.touch()  # the liveness probe: a simulator that stopped ticking restarts
             if time.monotonic() >= next_summary:
                 _summary(ing, now)
                 next_summary += SUMMARY_EVERY_S
