@@ -92,7 +92,7 @@ async def auditor_token(client: AsyncTestClient[Litestar], admin_token: str) -> 
     return token
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 5.0) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0) -> Any:
     """Poll `check` until it returns something truthy (NATS delivery is asynchronous)."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
