@@ -9,7 +9,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from cityos_contracts.datasets import (
@@ -63,7 +63,7 @@ async def _owned_dataset(request: Request[Any, Any, Any], state: State, name: st
 
 
 @post("/datasets", status_code=HTTP_201_CREATED, tags=["datasets"], opt=scope("ingest:admin"))
-async def register_dataset(data: DatasetRegistration, state: State,
+async def register_dataset(data: JSONBody[DatasetRegistration], state: State,
                            request: Request[Any, Any, Any]) -> Response[DatasetVersion]:
     """Register a dataset, or a new version of it when the registration changed."""
     _check_owner(request, data.owner, data.name)
@@ -117,7 +117,7 @@ async def push_records(
     state: State,
     version: Annotated[int | None, Parameter(description="the version records follow; "
                                              "latest when omitted")] = None,
-    idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
 ) -> BatchResult:
     """Push a batch: a JSON array, NDJSON, CSV (UTF-8 or GBK) or a GeoJSON FeatureCollection.
 
