@@ -173,3 +173,24 @@ def _digest(path: Any) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+async def test_a_ragged_csv_row_and_out_of_order_fixes(
+        ingestion: Any, spatiotemporal: Any, gps_dataset: dict[str, Any]) -> None:
+    late, early = fix("ORDER-1", 1), fix("ORDER-1", 9)
+    csv_text = "plate,ts,lon,lat\n" + "\n".join([
+        f"{late['plate']},{late['ts']},120.9,32.0",
+        f"{early['plate']},{early['ts']},120.91,32.01",   # older fix arrives after a newer one
+        "ORDER-1,2026-11-21T08:00:00+08:00,120.9",        # one value short
+    ]) + "\n"
+    result = (await push(ingestion, csv_text.encode(), "text/csv")).json()
+    assert (result["accepted"], result["rejected"]) == (2, 1)
+    letters = (await ingestion.get("/datasets/test_gps/dead-letters",
+                                   params={"batch_id": result["batch_id"]})).json()
+    assert letters[0]["row_number"] == 3 and "3 values for 4 columns" in letters[0]["reason"]
+
+    async def newest_kept() -> bool:
+        r = await spatiotemporal.get("/datasets/test_gps/subjects/ORDER-1/latest")
+        return r.status_code == 200 and r.json()["lon"] == 120.9
+
+    await eventually(newest_kept)  # the late-arriving older fix did not replace the newest
