@@ -296,3 +296,24 @@ def test_city_files_reach_the_configmap_unchanged() -> None:
     assert set(data) == set(CITY_FILES)
     for name in CITY_FILES:
         assert data[name].rstrip("\n") == (OVERLAY / "city" / name).read_text().rstrip("\n")
+
+
+def test_nats_has_one_user_per_service_with_its_password_from_the_secret() -> None:
+    from cityos_identity import nats_config
+
+    docs = render(OVERLAY)
+    auth = configmap(docs, "nats-auth")["data"]["auth.conf"]
+    assert auth == nats_config.render("cityos"), "regenerate nats-auth.conf (see kustomization)"
+    assert "include /etc/nats-auth/auth.conf" in configmap(docs, "nats-config")["data"]["nats.conf"]
+    (nats,) = one(docs, "StatefulSet", "nats")["spec"]["template"]["spec"]["containers"]
+    assert nats["envFrom"] == [{"secretRef": {"name": "cityos-nats-passwords"}}]
+    for workload in cityos_workloads(docs):
+        (c,) = workload["spec"]["template"]["spec"]["containers"]
+        env = env_of(c)
+        if "CITYOS_NATS_URL" not in env:
+            continue
+        user = env["CITYOS_NATS_USER"]["value"]
+        assert user == workload["metadata"]["name"] and user in nats_config.users()
+        ref = env["CITYOS_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "cityos-nats-passwords",
+                       "key": nats_config.password_variable(user)}

@@ -17,7 +17,7 @@ from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlu
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ControllerRouterHandler
 
-from cityos_contracts.subjects import STREAMS
+from cityos_contracts.subjects import streams_of
 from cityos_kit import db
 from cityos_kit.auth import PUBLIC, AuthPlugin
 from cityos_kit.bus import Bus, current_trace_id
@@ -140,7 +140,7 @@ def create_service_app(
         try:
             await db.migrate(pool, schema, migrations)
             await bus.connect()
-            await bus.ensure_streams(STREAMS)
+            await bus.ensure_streams(streams_of(settings.service))
             pools.append(pool)
             await start(app, pool, bus)
             yield

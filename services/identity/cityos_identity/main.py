@@ -51,6 +51,9 @@ def main() -> None:
     nats.add_argument("--prefix", default="cityos")
     nats.add_argument("--out", type=Path, required=True)
     nats.add_argument("--secrets", type=Path, default=None)
+    nats.add_argument("--env-passwords", action="store_true",
+                      help="no secrets file: nats-server reads NATS_PASSWORD_<USER> from its "
+                           "environment (Kubernetes Secrets)")
     args = parser.parse_args()
 
     if args.command == "create-client":
@@ -58,6 +61,9 @@ def main() -> None:
             asyncio.run(_create_client(args.unit, args.scopes, args.name))
         except IdentityError as exc:
             raise SystemExit(f"error: {exc.description}") from exc
+    elif args.command == "nats-config" and args.env_passwords:
+        args.out.write_text(nats_config.render(args.prefix))
+        print(f"wrote {args.out}; users: {', '.join(nats_config.users())}")
     elif args.command == "nats-config":
         passwords = nats_config.write(args.prefix, args.out, args.secrets)
         print(f"wrote {args.out} with users {', '.join(sorted(passwords))}; "

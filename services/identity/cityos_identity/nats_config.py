@@ -102,8 +102,12 @@ def render_secrets(passwords: dict[str, str]) -> str:
     return "".join(f'{password_variable(u)}: "{pw}"\n' for u, pw in sorted(passwords.items()))
 
 
+def users() -> list[str]:
+    return [*services(), ADMIN_USER]
+
+
 def new_passwords() -> dict[str, str]:
-    return {user: secrets.token_urlsafe(24) for user in [*services(), ADMIN_USER]}
+    return {user: secrets.token_urlsafe(24) for user in users()}
 
 
 def write(prefix: str, out: Path, secrets_file: Path | None = None) -> dict[str, str]:
