@@ -5,6 +5,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
@@ -46,7 +47,9 @@ def authorised(app: Any, issuer: LocalIssuer, **claims: Any) -> AsyncTestClient[
 def platform_app(service: str, make_settings: Any, issuer: LocalIssuer) -> Any:
     build = {"ingestion": build_ingestion, "spatiotemporal": build_spatiotemporal}[service]
     settings = make_settings(service, max_body_mb=64)
-    return build(settings, auth=AuthPlugin(settings, verifier=issuer.verifier()))
+    # Fuzzing sends thousands of requests a minute: the per-client limit is tested elsewhere.
+    return build(settings, auth=AuthPlugin(settings, verifier=issuer.verifier(),
+                                           rate_limit_per_minute=1_000_000))
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +90,16 @@ async def stored(client: AsyncTestClient[Any], dataset: str) -> int:
     assert response.status_code == 200, response.text
     count: int = response.json()["count"]
     return count
+
+
+async def stored_of(database_url: str, subject_like: str) -> int:
+    """Stored fixes of test_gps subjects matching a LIKE pattern: counts that other tests'
+    traffic cannot move."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        n: int = await conn.fetchval(
+            "SELECT count(*) FROM spatiotemporal.observations WHERE dataset = 'test_gps'"
+            " AND subject LIKE $1", subject_like)
+        return n
+    finally:
+        await conn.close()

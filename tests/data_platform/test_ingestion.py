@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from data_platform.conftest import eventually, stored
+from data_platform.conftest import eventually, stored_of
 from litestar.testing import AsyncTestClient
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -27,7 +27,7 @@ async def push(client: AsyncTestClient[Any], body: bytes, content_type: str,
 
 
 async def test_a_batch_with_bad_records_accepts_the_good_and_explains_the_bad(
-        ingestion: Any, spatiotemporal: Any, gps_dataset: dict[str, Any]) -> None:
+        ingestion: Any, gps_dataset: dict[str, Any], database_url: str) -> None:
     good = [fix("A-001", 30 - i) for i in range(5)]
     bad = [
         {**fix("A-002", 5), "ts": "2026-11-21T08:00:00"},             # no time zone
@@ -39,7 +39,6 @@ async def test_a_batch_with_bad_records_accepts_the_good_and_explains_the_bad(
         fix("A-002", 1, colour="red"),                                  # extra field
         {**fix("A-002", 1), "plate": None},                             # missing subject
     ]
-    before = await stored(spatiotemporal, "test_gps")
     response = await push(ingestion, ndjson(good + bad) + b"{not json\n", "application/x-ndjson")
     assert response.status_code == 200, response.text
     result = response.json()
@@ -56,11 +55,10 @@ async def test_a_batch_with_bad_records_accepts_the_good_and_explains_the_bad(
     assert "look swapped" in reasons[8]
     assert "`colour`" in reasons[12]
     assert "malformed JSON" in reasons[14]
-    await eventually(lambda: _count_is(spatiotemporal, before + 5))
+    async def five_stored() -> bool:
+        return await stored_of(database_url, "A-00_") == 5
 
-
-async def _count_is(client: Any, expected: int) -> bool:
-    return await stored(client, "test_gps") == expected
+    await eventually(five_stored)
 
 
 async def test_speed_is_normalised_to_kmh_and_kept_with_the_latest_position(
@@ -118,24 +116,16 @@ async def test_unusable_requests_get_a_clear_4xx(ingestion: Any,
 
 
 async def test_a_retried_batch_is_answered_once_and_stored_once(
-        ingestion: Any, spatiotemporal: Any, gps_dataset: dict[str, Any]) -> None:
-    await eventually(lambda: _settled(spatiotemporal))
-    before = await stored(spatiotemporal, "test_gps")
+        ingestion: Any, gps_dataset: dict[str, Any], database_url: str) -> None:
     body = ndjson([fix("IDEM-1", m) for m in range(10)])
     first = await push(ingestion, body, "application/x-ndjson", **{"Idempotency-Key": "k-1"})
     again = await push(ingestion, body, "application/x-ndjson", **{"Idempotency-Key": "k-1"})
     assert first.json()["duplicate"] is False and again.json()["duplicate"] is True
     assert again.json()["accepted"] == first.json()["accepted"] == 10
-    await eventually(lambda: _count_is(spatiotemporal, before + 10))
+    async def ten_stored() -> bool:
+        return await stored_of(database_url, "IDEM-1") == 10
 
-
-async def _settled(client: Any) -> bool:
-    """The store's count has stopped moving (earlier tests' batches are in)."""
-    import asyncio
-
-    first = await stored(client, "test_gps")
-    await asyncio.sleep(0.5)
-    return await stored(client, "test_gps") == first
+    await eventually(ten_stored)
 
 
 async def test_contribution_metrics_count_what_the_department_sent(
@@ -194,3 +184,12 @@ async def test_a_ragged_csv_row_and_out_of_order_fixes(
         return r.status_code == 200 and r.json()["lon"] == 120.9
 
     await eventually(newest_kept)  # the late-arriving older fix did not replace the newest
+
+
+async def test_nul_characters_are_refused_not_stored(ingestion: Any,
+                                                     gps_dataset: dict[str, Any]) -> None:
+    rows = [fix("NUL-1", 1), {**fix("NUL-1", 2), "plate": "NUL\u00002"}]
+    refused = await push(ingestion, msgspec.json.encode(rows), "application/json")
+    assert refused.status_code == 400 and "NUL" in refused.json()["detail"]
+    query = await ingestion.get("/datasets", params={"owner": "JTJ\x00"})
+    assert query.status_code == 400 and "NUL" in query.json()["detail"]

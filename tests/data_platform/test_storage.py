@@ -6,7 +6,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import nats
-from data_platform.conftest import eventually, platform_app, stored
+from data_platform.conftest import eventually, platform_app, stored_of
 from data_platform.test_ingestion import fix, ndjson, push
 from litestar.testing import AsyncTestClient
 
@@ -95,8 +95,7 @@ async def test_camera_clip_metadata_is_kept_with_its_reference(ingestion: Any,
 
 async def test_records_published_on_nats_are_validated_and_stored(
         ingestion: Any, spatiotemporal: Any, gps_dataset: dict[str, Any],
-        nats_prefix: str) -> None:
-    before = await stored(spatiotemporal, "test_gps")
+        nats_prefix: str, database_url: str) -> None:
     nc = await nats.connect("nats://127.0.0.1:4222")
     js = nc.jetstream()
     batch = RawRecordBatch(dataset="test_gps", version=1, batch_id="nats-batch-1",
@@ -104,13 +103,12 @@ async def test_records_published_on_nats_are_validated_and_stored(
     for _ in range(2):  # published twice: stored once
         await js.publish(f"{nats_prefix}.ingest.raw.test_gps", msgspec.json.encode(batch))
     await nc.close()
-    await eventually(lambda: _count(spatiotemporal, before + 3))
+    async def three_stored() -> bool:
+        return await stored_of(database_url, "NATS-1") == 3
+
+    await eventually(three_stored)
     result = (await ingestion.get("/batches/nats-batch-1")).json()
     assert (result["received"], result["accepted"], result["rejected"]) == (4, 3, 1)
-
-
-async def _count(client: Any, expected: int) -> bool:
-    return await stored(client, "test_gps") == expected
 
 
 async def test_killing_the_storage_consumer_mid_stream_loses_and_doubles_nothing(
@@ -128,18 +126,8 @@ async def test_killing_the_storage_consumer_mid_stream_loses_and_doubles_nothing
             result = (await push(ingestion, ndjson(rows), "application/x-ndjson")).json()
             accepted += result["accepted"]
 
-    async def kill_count() -> int:
-        conn = await asyncpg.connect(database_url)
-        try:
-            n: int = await conn.fetchval(
-                "SELECT count(*) FROM spatiotemporal.observations WHERE dataset = 'test_gps'"
-                " AND subject LIKE 'KILL-%'")
-            return n
-        finally:
-            await conn.close()
-
     async def all_stored() -> bool:
-        return await kill_count() == accepted
+        return await stored_of(database_url, "KILL-%") == accepted
 
     async with AsyncTestClient(platform_app("spatiotemporal", make_settings, issuer)):
         await send(0, 20)

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 from litestar import Litestar, MediaType, Request, Response, get
-from litestar.exceptions import HTTPException
+from litestar.exceptions import ClientException, HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -55,6 +55,16 @@ def _error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[
     )
 
 
+async def _reject_nul(request: Request[Any, Any, Any]) -> None:
+    """Postgres text cannot hold NUL: say so up front instead of failing in the database."""
+    if "\x00" in request.scope["path"] or b"%00" in request.scope["query_string"]:
+        raise ClientException(detail="NUL characters are not allowed in the path or query")
+    if request.method in ("POST", "PUT", "PATCH"):
+        body = await request.body()  # cached: the handler reads the same bytes
+        if b"\x00" in body or b"\\u0000" in body:
+            raise ClientException(detail="NUL characters are not allowed in the body")
+
+
 def create_app(
     settings: Settings,
     *,
@@ -95,6 +105,7 @@ def create_app(
             path="/docs",
         ),
         exception_handlers={Exception: _error_handler},
+        before_request=_reject_nul,
         request_max_body_size=settings.max_body_mb * 1024 * 1024,
         **litestar_options,
     )

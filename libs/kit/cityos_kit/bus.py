@@ -230,10 +230,14 @@ class Bus:
         while not self._stopping.is_set():
             try:
                 msgs = await sub.fetch(batch, timeout=1)
-            except nats.errors.TimeoutError:
-                continue
+            except (nats.errors.TimeoutError, TimeoutError):  # nothing to do (nats-py raises
+                continue                                       # either, depending on timing)
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                 return
+            except Exception as exc:  # a consumer must outlive a hiccup of the server
+                log.warning("fetch_failed", durable=durable, error=repr(exc))
+                await asyncio.sleep(1)
+                continue
             if batch_handler is not None and len(msgs) > 1 and await self._handle_batch(
                     msgs, decoder, batch_handler):
                 continue

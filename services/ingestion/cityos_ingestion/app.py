@@ -31,6 +31,9 @@ from cityos_kit.city import City
 from cityos_kit.config import Settings
 
 SCHEMA = "ingestion"
+# A dataset version as a query parameter: a positive Postgres integer.
+Version = Annotated[int | None, Parameter(ge=1, le=2**31 - 1,
+                                          description="dataset version; latest when omitted")]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -53,7 +56,7 @@ def _check_owner(request: Request[Any, Any, Any], owner: str, dataset: str) -> N
 
 
 async def _owned_dataset(request: Request[Any, Any, Any], state: State, name: str,
-                         version: int | None = None) -> DatasetVersion:
+                         version: Version = None) -> DatasetVersion:
     try:
         dv = await _pipeline(state).resolve(name, version)
     except UnknownDataset as exc:
@@ -97,7 +100,7 @@ async def list_datasets(state: State, request: Request[Any, Any, Any],
 
 @get("/datasets/{name:str}", tags=["datasets"], opt=scope("ingest:read"))
 async def get_dataset(name: str, state: State, request: Request[Any, Any, Any],
-                      version: int | None = None) -> DatasetVersion:
+                      version: Version = None) -> DatasetVersion:
     return await _owned_dataset(request, state, name, version)
 
 
@@ -115,8 +118,7 @@ async def push_records(
     name: str,
     request: Request[Any, Any, Any],
     state: State,
-    version: Annotated[int | None, Parameter(description="the version records follow; "
-                                             "latest when omitted")] = None,
+    version: Version = None,
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
 ) -> BatchResult:
     """Push a batch: a JSON array, NDJSON, CSV (UTF-8 or GBK) or a GeoJSON FeatureCollection.
@@ -150,7 +152,8 @@ async def get_batch(batch_id: str, state: State, request: Request[Any, Any, Any]
 
 @get("/datasets/{name:str}/dead-letters", tags=["dead letters"], opt=scope("ingest:read"))
 async def list_dead_letters(
-    name: str, state: State, request: Request[Any, Any, Any], after_id: int = 0,
+    name: str, state: State, request: Request[Any, Any, Any],
+    after_id: Annotated[int, Parameter(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100, batch_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rejected records with their reasons, oldest first; page with `after_id`."""
