@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from cityos_contracts import datasets, identity, records
-from cityos_contracts.subjects import STREAMS
+from cityos_contracts import cases, datasets, identity, records, stquery
+from cityos_contracts.subjects import REQUEST_SUBJECTS, STREAMS, RequestSubject
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schema"
 
@@ -38,6 +38,39 @@ PUBLIC_PAYLOADS: tuple[type[msgspec.Struct], ...] = (
     identity.Revocation,
     identity.AuditEvent,
     identity.AuditPage,
+    cases.ReportIn,
+    cases.ReportReceipt,
+    cases.Report,
+    cases.Classification,
+    cases.Location,
+    cases.Case,
+    cases.CaseEvent,
+    cases.CaseDetail,
+    cases.CasePage,
+    cases.CaseAction,
+    cases.ContactView,
+    cases.Open311Service,
+    cases.Open311ServiceDefinition,
+    cases.Open311Created,
+    cases.Open311Request,
+    cases.Open311Error,
+    stquery.RangeQuery,
+    stquery.ObservationPage,
+    stquery.CellCountQuery,
+    stquery.CellCounts,
+    stquery.NearestQuery,
+    stquery.NearestResult,
+    stquery.Trajectory,
+    stquery.StayPointQuery,
+    stquery.StayPoints,
+    stquery.MatchQuery,
+    stquery.DeviationQuery,
+    stquery.Deviations,
+    stquery.ReachableQuery,
+    stquery.ReachableArea,
+    stquery.BoxQuery,
+    stquery.BoxSelection,
+    stquery.QueryError,
 )
 
 
@@ -87,6 +120,8 @@ def asyncapi(components: dict[str, Any]) -> dict[str, Any]:
                     "channel": {"$ref": f"#/channels/{key}"},
                     "summary": "Consumed by " + ", ".join(subject.subscribers),
                 }
+    for request_subject in REQUEST_SUBJECTS:
+        _request_reply(request_subject, channels, operations, messages)
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "CityOS NATS subjects", "version": "1"},
@@ -94,6 +129,33 @@ def asyncapi(components: dict[str, Any]) -> dict[str, Any]:
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": components},
+    }
+
+
+def _request_reply(subject: RequestSubject, channels: dict[str, Any],
+                   operations: dict[str, Any], messages: dict[str, Any]) -> None:
+    """A core-NATS request/reply subject: the request channel and the requester's inbox."""
+    names = [t.__name__ for t in (subject.request, subject.reply, subject.error)]
+    for name in names:
+        messages[name] = {"name": name, "contentType": "application/json",
+                          "payload": {"$ref": f"#/components/schemas/{name}"}}
+    key = subject.pattern.replace(".", "_")
+    channels[key] = {
+        "address": "{prefix}." + subject.pattern,
+        "description": f"{subject.description} Request/reply, no stream.",
+        "parameters": {"prefix": {"description": "deployment namespace"}},
+        "messages": {names[0]: {"$ref": f"#/components/messages/{names[0]}"}},
+    }
+    channels[f"{key}_reply"] = {
+        "address": None,
+        "description": f"The requester's inbox for replies to {subject.pattern}.",
+        "messages": {n: {"$ref": f"#/components/messages/{n}"} for n in names[1:]},
+    }
+    operations[f"answer_{key}"] = {
+        "action": "receive",
+        "channel": {"$ref": f"#/channels/{key}"},
+        "summary": "Answered by " + ", ".join(subject.responders) + " (queue group)",
+        "reply": {"channel": {"$ref": f"#/channels/{key}_reply"}},
     }
 
 

@@ -9,9 +9,19 @@ from dataclasses import dataclass, field
 
 from msgspec import Struct
 
+from cityos_contracts.cases import CaseEvent, ReportIn
 from cityos_contracts.datasets import ContributionMetrics, DatasetVersion, DeadLetter
 from cityos_contracts.identity import AuditEvent, Revocation
 from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch, RawRecordBatch
+from cityos_contracts.stquery import (
+    BoxQuery,
+    BoxSelection,
+    NearestQuery,
+    NearestResult,
+    QueryError,
+    ReachableArea,
+    ReachableQuery,
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,16 @@ REVOCATIONS = Subject(
     "identity.revoked", Revocation,
     "A revoked client, person or token: every service's verifier rejects it at once.",
     publishers=("identity",), subscribers=(ANY_SERVICE,))
+REPORTS = Subject(
+    "reports.<channel>", ReportIn,
+    "Incident reports from a channel's system (hotline, 110, apps, cameras) or a service's "
+    "automated warning (channel `system`); taken in by the event hub like POST /reports.",
+    publishers=("department systems", ANY_SERVICE), subscribers=("events",))
+CASE_EVENTS = Subject(
+    "cases.events.<case_id>", CaseEvent,
+    "Every step of a case's life, in order per case (`seq`); the case's history can be rebuilt "
+    "from these.",
+    publishers=("events",), subscribers=("events", "dispatch", "review", "maps"))
 
 STREAMS: tuple[Stream, ...] = (
     Stream("INGEST_RAW", (RAW_RECORDS,), "Raw department batches awaiting validation", 3),
@@ -93,6 +113,60 @@ STREAMS: tuple[Stream, ...] = (
     Stream("AUDIT", (AUDIT_EVENTS,), "Audit events on their way to the audit log", 7),
     # Longer than any token lives: a verifier starting late replays what is still relevant.
     Stream("REVOCATIONS", (REVOCATIONS,), "Revoked clients, people and tokens", 2),
+    Stream("REPORTS", (REPORTS,), "Incident reports awaiting intake", 7),
+    # Kept as long as the cases: the stream is the history a reader can rebuild cases from.
+    Stream("CASE_EVENTS", (CASE_EVENTS,), "Case lifecycle events", 3650),
 )
 
 ALL_SUBJECTS: tuple[Subject, ...] = tuple(s for st in STREAMS for s in st.subjects)
+
+
+# -- request/reply (core NATS, no stream): queries a service answers at once -------------------
+
+
+@dataclass(frozen=True)
+class RequestSubject:
+    """A subject a service answers with NATS request/reply (queue group: the responder's name).
+
+    The reply is `reply` on success, else `error` (a QueryError: status and reason). Nothing is
+    stored: a request nobody answers times out at the requester.
+    """
+
+    pattern: str
+    request: type[Struct]
+    reply: type[Struct]
+    description: str
+    responders: tuple[str, ...]
+    requesters: tuple[str, ...] = ()
+    error: type[Struct] = QueryError
+
+
+NEAREST_QUERY = RequestSubject(
+    "stquery.nearest", NearestQuery, NearestResult,
+    "The k nearest mobile subjects (latest position) or static entities to a point.",
+    responders=("spatiotemporal",), requesters=("dispatch", "events", "maps"))
+BOX_QUERY = RequestSubject(
+    "stquery.box", BoxQuery, BoxSelection,
+    "Everything inside a polygon grouped by kind (wartime mode).",
+    responders=("spatiotemporal",), requesters=("maps", "events"))
+REACHABLE_QUERY = RequestSubject(
+    "stquery.reachable", ReachableQuery, ReachableArea,
+    "The area reachable on the road network within N minutes, and its boundary intersections.",
+    responders=("spatiotemporal",), requesters=("dispatch", "events", "maps"))
+
+REQUEST_SUBJECTS: tuple[RequestSubject, ...] = (NEAREST_QUERY, BOX_QUERY, REACHABLE_QUERY)
+
+
+def streams_of(service: str) -> tuple[Stream, ...]:
+    """The streams a service publishes to or consumes from (all it may declare on NATS).
+
+    Consumers also publish dead letters, so their streams include DEAD_LETTERS.
+    """
+    def involves(names: tuple[str, ...]) -> bool:
+        return service in names or ANY_SERVICE in names
+
+    mine = {s.name for s in STREAMS for subject in s.subjects
+            if involves(subject.publishers) or involves(subject.subscribers)}
+    if any(involves(subject.subscribers) for subject in ALL_SUBJECTS):
+        mine.add("DEAD_LETTERS")
+    return tuple(s for s in STREAMS if s.name in mine)

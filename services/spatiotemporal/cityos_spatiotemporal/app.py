@@ -1,4 +1,4 @@
-"""The spatio-temporal service's HTTP API (part 1: what is stored; the query engine grows here)."""
+"""The spatio-temporal service's HTTP API: what is stored, and the query engine (queries/)."""
 
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +17,9 @@ from cityos_kit.bus import Bus
 from cityos_kit.city import City
 from cityos_kit.config import Settings
 from cityos_spatiotemporal.consumers import start_consumers
+from cityos_spatiotemporal.queries import http as queries
+from cityos_spatiotemporal.queries.responders import start_responders
+from cityos_spatiotemporal.queries.stays import StayTracker
 from cityos_spatiotemporal.store import SpatioTemporalStore
 
 SCHEMA = "spatiotemporal"
@@ -85,15 +88,18 @@ async def units(state: State) -> list[dict[str, Any]]:
     return [dict(r) for r in await state.store.units()]
 
 
-ROUTES = [observation_count, latest_position, entities, entity_history, divisions, units]
+ROUTES = [observation_count, latest_position, entities, entity_history, divisions, units,
+          *queries.ROUTES]
 
 
 def build_app(settings: Settings, auth: AuthPlugin | None = None) -> Litestar:
     async def start(app: Litestar, pool: asyncpg.Pool, bus: Bus) -> None:
         store = SpatioTemporalStore(pool)
         await store.load_city(City(settings.city_dir))
-        app.state.update(store=store, bus=bus)
-        start_consumers(bus, store)
+        tracker = StayTracker(pool)
+        app.state.update(store=store, bus=bus, stay_tracker=tracker)
+        start_consumers(bus, store, tracker)
+        await start_responders(bus, pool)
 
     return create_service_app(
         settings, schema=SCHEMA, migrations=MIGRATIONS, route_handlers=ROUTES, start=start,

@@ -1,16 +1,29 @@
-"""The write side: normalised streams from ingestion into PostGIS, acked after commit."""
+"""The write side: normalised streams from ingestion into PostGIS, acked after commit; and the
+incremental stay points, a separate durable consumer of the same observations."""
+
+from datetime import datetime
 
 from nats.aio.msg import Msg
 
 from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch
 from cityos_contracts.subjects import ENTITIES, MEDIA, OBSERVATIONS, STREAMS
 from cityos_kit.bus import Bus, Delivery
+from cityos_spatiotemporal.queries.stays import StayTracker, Touch
 from cityos_spatiotemporal.store import SpatioTemporalStore
 
 _STREAM = {s.name: s for s in STREAMS}
 
 
-def start_consumers(bus: Bus, store: SpatioTemporalStore) -> None:
+def touches(batch: ObservationBatch) -> list[Touch]:
+    """Each subject of a batch with the time of its earliest fix in it."""
+    earliest: dict[str, datetime] = {}
+    for subject, ts in zip(batch.subject, batch.ts, strict=True):
+        if subject not in earliest or ts < earliest[subject]:
+            earliest[subject] = ts
+    return [Touch(batch.dataset, s, t) for s, t in earliest.items()]
+
+
+def start_consumers(bus: Bus, store: SpatioTemporalStore, tracker: StayTracker) -> None:
     async def on_observations(deliveries: list[Delivery[ObservationBatch]]) -> None:
         await store.write_observations(deliveries)
 
@@ -20,8 +33,17 @@ def start_consumers(bus: Bus, store: SpatioTemporalStore) -> None:
     async def on_media(batch: MediaBatch, msg: Msg) -> None:
         await store.write_media(batch)
 
+    async def on_fixes_for_stays(deliveries: list[Delivery[ObservationBatch]]) -> None:
+        # Waits (NotYetStored -> retried later) until the storage consumer committed the fixes.
+        await tracker.take_in([d.message.batch_id for d in deliveries],
+                              [t for d in deliveries for t in touches(d.message)])
+
     bus.consume_batches(_STREAM["OBSERVATIONS"], "spatiotemporal-observations", ObservationBatch,
                         on_observations, filter_subject=OBSERVATIONS.wildcard(), batch=8)
+    # Bigger batches: one recomputation covers every subject touched by up to 64 batches.
+    bus.consume_batches(_STREAM["OBSERVATIONS"], "spatiotemporal-staypoints", ObservationBatch,
+                        on_fixes_for_stays, filter_subject=OBSERVATIONS.wildcard(), batch=64,
+                        max_deliver=200)
     bus.consume(_STREAM["ENTITIES"], "spatiotemporal-entities", EntityBatch, on_entities,
                 filter_subject=ENTITIES.wildcard())
     bus.consume(_STREAM["ENTITIES"], "spatiotemporal-media", MediaBatch, on_media,
