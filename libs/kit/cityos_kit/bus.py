@@ -178,7 +178,7 @@ class Bus:
         filter_subject: str | None = None,
         batch: int = 16,
         max_deliver: int = 8,
-        ack_wait_s: float = 60,
+        ack_wait_s: float | None = None,
     ) -> None:
         """Run `handler` on each message of a durable pull consumer, in the background."""
         self._tasks.append(asyncio.create_task(
@@ -196,7 +196,7 @@ class Bus:
         filter_subject: str | None = None,
         batch: int = 8,
         max_deliver: int = 8,
-        ack_wait_s: float = 60,
+        ack_wait_s: float | None = None,
     ) -> None:
         """Like `consume`, but `handler` gets up to `batch` messages to commit in one go.
 
@@ -215,13 +215,14 @@ class Bus:
 
     async def _consume_loop(
         self, stream: Stream, durable: str, message_type: type[T], handler: Handler[T],
-        filter_subject: str | None, batch: int, max_deliver: int, ack_wait_s: float,
+        filter_subject: str | None, batch: int, max_deliver: int, ack_wait_s: float | None,
         batch_handler: BatchHandler[T] | None = None,
     ) -> None:
         subject = self.subject(filter_subject) if filter_subject else None
         config = ConsumerConfig(
             durable_name=durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-            ack_wait=ack_wait_s, max_ack_pending=batch * 64, filter_subject=subject,
+            ack_wait=ack_wait_s or self.settings.ack_wait_s, max_ack_pending=batch * 64,
+            filter_subject=subject,
         )
         sub = await self.js.pull_subscribe(
             subject or "", durable=durable, stream=self.stream_name(stream), config=config

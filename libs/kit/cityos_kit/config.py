@@ -20,6 +20,9 @@ class Settings:
     nats_prefix: str = "cityos"
     # JetStream replicas per stream: 1 for a single server, 3 for a Kubernetes cluster.
     stream_replicas: int = 1
+    # How long a consumer's unacknowledged message waits before redelivery (a crashed
+    # process's messages come back after this).
+    ack_wait_s: float = 60.0
     http_host: str = "0.0.0.0"
     http_port: int = 8000
     city_dir: Path = DEFAULT_CITY_DIR
