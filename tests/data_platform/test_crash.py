@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-
 from data_platform.conftest import eventually, stored_of
 from data_platform.test_ingestion import fix, ndjson, push
 
