@@ -20,7 +20,8 @@ async def start_store(settings: Any) -> subprocess.Popen[bytes]:
            "CITYOS_NATS_PREFIX": settings.nats_prefix, "CITYOS_HTTP_PORT": str(PORT),
            # Redelivery of what the killed process held, after 3 s rather than a minute.
            "CITYOS_ACK_WAIT_S": "3", "CITYOS_LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen([sys.executable, "-m", "cityos_spatiotemporal.main"], env=env)
+    process = subprocess.Popen(  # noqa: ASYNC220 - a real process, to kill it for real
+        [sys.executable, "-m", "cityos_spatiotemporal.main"], env=env)
 
     async def ready() -> bool:
         try:

@@ -2,10 +2,9 @@
 
 from typing import Any
 
+from fuzzing import fuzz
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-
-from fuzzing import fuzz
 
 
 async def test_identity_api_fuzz(client: AsyncTestClient[Litestar], admin_token: str,
