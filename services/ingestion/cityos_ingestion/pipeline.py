@@ -15,7 +15,7 @@ import msgspec
 
 from cityos_contracts.datasets import BatchResult, ContributionMetrics, DatasetVersion, DeadLetter
 from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch
-from cityos_contracts.subjects import CONTRIBUTION, ENTITIES, MEDIA, OBSERVATIONS
+from cityos_contracts.subjects import CONTRIBUTION, ENTITIES, MEDIA, OBSERVATIONS, Subject
 from cityos_ingestion.normalise import Normalised, Normaliser, Rejection, check_columns
 from cityos_ingestion.parsing import BodyError, RowError, json_array, parse_body
 from cityos_ingestion.store import IngestionStore
@@ -23,7 +23,6 @@ from cityos_kit.bus import Bus
 from cityos_kit.city import BBox
 from cityos_kit.telemetry import logger
 
-CHUNK = 5000  # records per NATS message: well under the 1 MB default payload limit
 log = logger("cityos.ingestion")
 
 
@@ -118,30 +117,25 @@ class Pipeline:
         return result
 
     async def _publish(self, batch: ObservationBatch | EntityBatch | MediaBatch) -> None:
-        if isinstance(batch, ObservationBatch):
-            subject = OBSERVATIONS.format(dataset=batch.dataset)
-            for i, start in enumerate(range(0, len(batch), CHUNK)):
-                end = start + CHUNK
-                chunk = msgspec.structs.replace(
-                    batch, batch_id=f"{batch.batch_id}:{i}",
-                    **{c: getattr(batch, c)[start:end] for c in _OBS_COLUMNS})
-                await self.bus.publish(subject, chunk, msg_id=chunk.batch_id)
-        elif isinstance(batch, EntityBatch):
-            subject = ENTITIES.format(dataset=batch.dataset)
-            for i, start in enumerate(range(0, len(batch.entities), CHUNK // 5)):
-                chunk = msgspec.structs.replace(
-                    batch, batch_id=f"{batch.batch_id}:{i}",
-                    entities=batch.entities[start:start + CHUNK // 5])
-                await self.bus.publish(subject, chunk, msg_id=chunk.batch_id)
-        elif batch.items:
-            subject = MEDIA.format(dataset=batch.dataset)
-            for i, start in enumerate(range(0, len(batch.items), CHUNK)):
-                chunk = msgspec.structs.replace(batch, batch_id=f"{batch.batch_id}:{i}",
-                                                items=batch.items[start:start + CHUNK])
-                await self.bus.publish(subject, chunk, msg_id=chunk.batch_id)
+        """In chunks of `size` records, each with its own dedupe id `<batch id>:<n>`."""
+        subject, columns, size = _CHUNKING[type(batch)]
+        count = len(getattr(batch, columns[0]))
+        for n, start in enumerate(range(0, count, size)):
+            chunk = msgspec.structs.replace(
+                batch, batch_id=f"{batch.batch_id}:{n}",
+                **{c: getattr(batch, c)[start:start + size] for c in columns})
+            await self.bus.publish(subject.format(dataset=batch.dataset), chunk,
+                                   msg_id=chunk.batch_id)
 
 
-_OBS_COLUMNS = ("subject", "ts", "lon", "lat", "speed_kmh", "heading", "value", "attrs")
+# Per kind of batch: its subject, its columns of records, and how many records fit a message
+# (well under NATS's 1 MB default; entities carry geometries, so fewer of them).
+_CHUNKING: dict[type, tuple[Subject, tuple[str, ...], int]] = {
+    ObservationBatch: (OBSERVATIONS, ("subject", "ts", "lon", "lat", "speed_kmh", "heading",
+                                      "value", "attrs"), 5000),
+    EntityBatch: (ENTITIES, ("entities",), 1000),
+    MediaBatch: (MEDIA, ("items",), 5000),
+}
 
 
 def _dead_letters(dv: DatasetVersion, batch_id: str, errors: list[RowError], out: Normalised,
