@@ -12,7 +12,7 @@ import pytest
 
 from cityos_contracts.datasets import DatasetRegistration
 from cityos_kit.city import City
-from cityos_kit.config import DEFAULT_CITY_DIR
+from cityos_kit.config import DEFAULT_CITY_DIR, load_settings
 from cityos_simulator import datasets
 from cityos_simulator.devices import Cameras, Sensors, camera_sites, sensor_sites, site_records
 from cityos_simulator.fixes import NOISE_DUPLICATE, NOISE_LATE, NOISE_OUTLIER, Fixes
@@ -234,3 +234,29 @@ def test_registrations_are_valid_contracts(net: RoadNetwork) -> None:
     assert set(clip) == declared["camera_clips"]
     assert set(site_records(sensor_sites(net, 2), "sensor_id")[0]) == declared["sensor_sites"]
     assert set(site_records(camera_sites(net, 2), "camera_id")[0]) == declared["cameras"]
+
+
+def test_citizens_report_the_city_s_incidents_and_sometimes_the_same_one_twice() -> None:
+    import math
+    from datetime import UTC
+
+    from cityos_contracts.cases import ReportIn
+    from cityos_simulator.citizens import Citizens
+
+    city = City(load_settings("test").city_dir)
+    citizens = Citizens(city.categories, load_network(city.directory, 0), per_hour=60, seed=1)
+    examples = [e.rstrip("。！") for c in city.categories for e in c["examples"]]
+    reports = [citizens.report(datetime.now(UTC), f"k{i}") for i in range(200)]
+    cores = []
+    for report in reports:
+        assert msgspec.convert(msgspec.to_builtins(report), ReportIn) == report
+        assert report.lon is not None and report.lat is not None
+        assert city.bbox.contains(report.lon, report.lat)
+        (core,) = [e for e in examples if e in report.text]
+        cores.append((core, report.lon, report.lat))
+    # About a quarter repeat an earlier incident nearby (another channel, other words).
+    repeats = sum(any(c == core and math.dist((x, y), (lon, lat)) < 1e-3
+                      for c, x, y in cores[:i]) for i, (core, lon, lat) in enumerate(cores))
+    assert 30 <= repeats <= 80
+    assert len({r.channel for r in reports}) >= 4
+    assert sum(citizens.due(60) for _ in range(600)) in range(500, 700)  # 60 an hour

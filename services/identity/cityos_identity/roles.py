@@ -25,7 +25,7 @@ SERVICE_SCOPES: Final[dict[str, tuple[str, ...]]] = {
     "dispatch": ("cases:read", "cases:act", "stquery:read"),
     "review": ("cases:read", "ingest:read", "stquery:read"),
     "maps": ("cases:read", "stquery:read", "review:read"),
-    "simulator": ("ingest:write", "ingest:admin"),
+    "simulator": ("ingest:write", "ingest:admin", "cases:report"),
 }
 
 KNOWN_SCOPES: Final = frozenset(

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,12 @@ import httpx
 import msgspec
 import numpy as np
 
+from cityos_kit.city import City
 from cityos_kit.client_auth import ClientCredentials
 from cityos_kit.config import load_settings
 from cityos_kit.telemetry import logger, setup_telemetry
 from cityos_simulator import datasets
+from cityos_simulator.citizens import Citizens
 from cityos_simulator.client import Ingestion, Stopped
 from cityos_simulator.devices import (
     Cameras,
@@ -48,6 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="cityos-simulator", description=__doc__)
     p.add_argument("--ingestion-url",
                    default=os.environ.get("CITYOS_INGESTION_URL", "http://127.0.0.1:8001"))
+    p.add_argument("--events-url",
+                   default=os.environ.get("CITYOS_EVENTS_URL", "http://127.0.0.1:8003"),
+                   help="the event hub, for citizens' reports")
+    p.add_argument("--reports-per-hour", type=float, default=120.0)
     p.add_argument("--vehicles", type=int, default=200)
     p.add_argument("--sensors", type=int, default=40)
     p.add_argument("--cameras", type=int, default=20)
@@ -134,7 +140,8 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
     secret = os.environ.get("CITYOS_CLIENT_SECRET", "")
     auth = ClientCredentials(args.issuer, args.client_id, secret) if args.client_id else None
-    async with httpx.AsyncClient(base_url=args.ingestion_url, timeout=30.0, auth=auth) as http:
+    async with httpx.AsyncClient(base_url=args.ingestion_url, timeout=30.0, auth=auth) as http, \
+            httpx.AsyncClient(base_url=args.events_url, timeout=30.0, auth=auth) as events:
         ing = Ingestion(http, stop)
         versions = {r.name: await ing.register(r) for r in datasets.ALL}
         log.info("datasets.registered", versions=versions)
@@ -150,12 +157,15 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         sensors = Sensors(sensor_list, start, args.sensor_interval, args.seed)
         cameras = Cameras(camera_list, start, args.clips_per_hour, args.seed)
         next_summary = time.monotonic() + SUMMARY_EVERY_S
+        citizens = Citizens(City(settings.city_dir).categories, net, args.reports_per_hour,
+                            args.seed)
         seq = 0
         while not stop.is_set():
             began = time.monotonic()
             now = clock.now()
             await _tick(ing, versions, f"sim-{run_id}-{seq}", fleet.advance(now),
                         sensors.advance(now), cameras.advance(now), args.batch_size)
+            await citizens.send(events, datetime.now(UTC), args.tick, f"report-{run_id}")
             seq += 1
             HEARTBEAT.touch()  # the liveness probe: a simulator that stopped ticking restarts
             if time.monotonic() >= next_summary:
