@@ -2,13 +2,15 @@
 events on NATS) with a store already holding many cases, and how soon a case is searchable.
 
     uv run python benchmarks/events_intake.py [--cases 1000000] [--reports 5000]
-                                              [--concurrency 16]
+                                              [--concurrency 16] [--replicas 1]
 
 Runs the identity and event-hub services as processes against a database and NATS namespace
 of its own, which it removes afterwards. The store is pre-filled in SQL with `--cases` cases
 (one report and one event each) spread over the city and the past year; then `--reports` new
 reports (made-up incidents from the evaluation generator, many merging) are posted by
-`--concurrency` clients of a 12345-hotline client registered in identity. Every fifth POST is
+`--concurrency` clients of a 12345-hotline client registered in identity, spread over
+`--replicas` event-hub processes (as Kubernetes would run them; the cell locks keep replicas
+from opening one incident twice). Every fifth POST is
 followed by searches for its unique ticket number until the case is found: POST→visible.
 Prints one JSON line: value = sustained reports/s; p99 POST→visible-in-search in ms.
 """
@@ -32,8 +34,8 @@ import nats
 
 from cityos_events.evaluation import generate
 from cityos_events.intake import search_terms
-from cityos_kit.client_auth import ClientCredentials
 from cityos_kit.city import City
+from cityos_kit.client_auth import ClientCredentials
 from cityos_kit.config import load_settings
 
 ADMIN = os.environ.get("CITYOS_TEST_ADMIN_DATABASE_URL",
@@ -151,7 +153,7 @@ def bodies(count: int) -> list[tuple[str, dict[str, object]]]:
     return out
 
 
-async def load(url: str, auth: httpx.Auth, work: list[tuple[str, dict[str, object]]],
+async def load(urls: list[str], auth: httpx.Auth, work: list[tuple[str, dict[str, object]]],
                concurrency: int) -> tuple[float, list[float], list[float], int]:
     queue: asyncio.Queue[tuple[int, tuple[str, dict[str, object]]]] = asyncio.Queue()
     for item in enumerate(work):
@@ -172,18 +174,25 @@ async def load(url: str, auth: httpx.Auth, work: list[tuple[str, dict[str, objec
             if i % 5 == 0:
                 case_id = response.json()["case_id"]
                 while True:
-                    page = (await client.get("/cases", params={"text": ticket})).json()
-                    if any(c["case_id"] == case_id for c in page["items"]):
+                    found = await client.get("/cases", params={"text": ticket})
+                    if found.status_code != 200:
+                        raise RuntimeError(f"search failed: {found.status_code} {found.text}")
+                    if any(c["case_id"] == case_id for c in found.json()["items"]):
                         visible.append(time.perf_counter() - sent)
                         break
 
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, auth=auth, limits=limits) as client:
-        await client.get("/categories")  # the token, before the clock starts
-        await auth.token()  # type: ignore[attr-defined]
+    clients = [httpx.AsyncClient(base_url=url, timeout=60, auth=auth, limits=limits)
+               for url in urls]
+    try:
+        await auth.token()  # type: ignore[attr-defined]  # before the clock starts
         started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        await asyncio.gather(*(client_loop(clients[i % len(clients)])
+                               for i in range(concurrency)))
         elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.aclose()
     return elapsed, posts, visible, merged
 
 
@@ -197,6 +206,7 @@ async def main() -> None:
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--reports", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--replicas", type=int, default=1)
     args = parser.parse_args()
 
     run = uuid.uuid4().hex[:8]
@@ -213,21 +223,23 @@ async def main() -> None:
            "CITYOS_NATS_PREFIX": prefix, "CITYOS_LOG_LEVEL": "WARNING",
            "CITYOS_AUTH_ISSUER": issuer, "CITYOS_BOOTSTRAP_FILE": str(bootstrap),
            # One client posts everything here; a city's hotline would have its own limit.
-           "CITYOS_RATE_LIMIT_PER_MINUTE": "100000000"}
+           "CITYOS_AUTH_RATE_LIMIT_PER_MINUTE": "100000000"}
+    ports = [EVENTS_PORT + i for i in range(args.replicas)]
     procs = [subprocess.Popen([sys.executable, "-m", "cityos_identity.main"],
-                              env={**env, "CITYOS_HTTP_PORT": str(IDENTITY_PORT)}, cwd=ROOT),
-             subprocess.Popen([sys.executable, "-m", "cityos_events.main"],
-                              env={**env, "CITYOS_HTTP_PORT": str(EVENTS_PORT)}, cwd=ROOT)]
+                              env={**env, "CITYOS_HTTP_PORT": str(IDENTITY_PORT)}, cwd=ROOT)]
     try:
-        url = f"http://127.0.0.1:{EVENTS_PORT}"
-        for port in (IDENTITY_PORT, EVENTS_PORT):
+        await wait_ready(f"http://127.0.0.1:{IDENTITY_PORT}")
+        for port in ports:  # one after the other: the first applies the migrations
+            procs.append(subprocess.Popen([sys.executable, "-m", "cityos_events.main"],
+                                          env={**env, "CITYOS_HTTP_PORT": str(port)}, cwd=ROOT))
             await wait_ready(f"http://127.0.0.1:{port}")
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
         auth = await hotline_client(bootstrap, issuer)
         log(f"pre-filling {args.cases:,} cases")
         fill_s = await prefill(database_url, args.cases)
         work = bodies(args.reports)
         log(f"posting {len(work):,} reports with {args.concurrency} clients")
-        elapsed, posts, visible, merged = await load(url, auth, work, args.concurrency)
+        elapsed, posts, visible, merged = await load(urls, auth, work, args.concurrency)
         rate = len(posts) / elapsed
         log(f"  {len(posts):,} reports in {elapsed:.1f} s = {rate:,.0f} reports/s "
             f"({merged:,} merged into existing cases); POST p50 {p(posts, 50):.1f} ms "
@@ -238,7 +250,8 @@ async def main() -> None:
                           "p50_visible_ms": round(p(visible, 50), 1),
                           "p99_post_ms": round(p(posts, 99), 1), "reports": len(posts),
                           "merged": merged, "cases_prefilled": args.cases,
-                          "prefill_s": round(fill_s), "concurrency": args.concurrency}))
+                          "prefill_s": round(fill_s), "concurrency": args.concurrency,
+                          "replicas": args.replicas}))
     finally:
         for proc in procs:
             proc.terminate()

@@ -37,6 +37,8 @@ EventKind = Literal[
     "received", "classified", "accepted", "dispatched", "started", "handled", "verified",
     "closed", "returned", "rejected", "reopened", "merged", "report_added", "reports_merged_in",
     "split", "split_from", "reworked",
+    "escalated",  # a deadline was missed: escalated to the unit's parent and the command center
+    "noted",  # progress, an extension, a staff assignment: recorded, the status unchanged
 ]
 ClassifiedBy = Literal["model", "rule", "channel", "operator", "none"]
 LocationSource = Literal["point", "gazetteer", "none"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from cityos_contracts import cases, datasets, identity, records, stquery
+from cityos_contracts import cases, datasets, dispatch, identity, records, review, stquery
 from cityos_contracts.subjects import REQUEST_SUBJECTS, STREAMS, RequestSubject
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schema"
@@ -71,6 +71,36 @@ PUBLIC_PAYLOADS: tuple[type[msgspec.Struct], ...] = (
     stquery.BoxQuery,
     stquery.BoxSelection,
     stquery.QueryError,
+    dispatch.RuleIn,
+    dispatch.Rule,
+    dispatch.RouteDecision,
+    dispatch.Assignment,
+    dispatch.UnitAction,
+    dispatch.ExtensionDecision,
+    dispatch.DispatchEvent,
+    dispatch.Escalation,
+    dispatch.DutyChange,
+    dispatch.PositionReport,
+    dispatch.StaffMember,
+    dispatch.AssignStaff,
+    dispatch.Task,
+    dispatch.StreetReport,
+    dispatch.StreetReportReceipt,
+    dispatch.Feedback,
+    dispatch.Rating,
+    dispatch.RatingReceipt,
+    dispatch.EmergencyIn,
+    dispatch.Emergency,
+    dispatch.EmergencyResources,
+    dispatch.EmergencyTask,
+    review.UnitFigures,
+    review.Contribution,
+    review.RankingWeights,
+    review.Ranking,
+    review.RoundFacts,
+    review.RoundPage,
+    review.CaseTimeline,
+    review.RebuildStatus,
 )
 
 

@@ -11,6 +11,7 @@ from msgspec import Struct
 
 from cityos_contracts.cases import CaseEvent, ReportIn
 from cityos_contracts.datasets import ContributionMetrics, DatasetVersion, DeadLetter
+from cityos_contracts.dispatch import DispatchEvent, Emergency, Feedback
 from cityos_contracts.identity import AuditEvent, Revocation
 from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch, RawRecordBatch
 from cityos_contracts.stquery import (
@@ -57,11 +58,11 @@ class Stream:
 RAW_RECORDS = Subject(
     "ingest.raw.<dataset>", RawRecordBatch,
     "Raw records a department publishes instead of pushing over HTTP; validated by ingestion.",
-    publishers=("department systems",), subscribers=("ingestion",))
+    publishers=("department systems", "dispatch"), subscribers=("ingestion",))
 OBSERVATIONS = Subject(
     "obs.<dataset>", ObservationBatch,
     "Validated, normalised observation batches (GPS fixes, sensor readings).",
-    publishers=("ingestion",), subscribers=("spatiotemporal",))
+    publishers=("ingestion",), subscribers=("spatiotemporal", "maps"))
 ENTITIES = Subject(
     "entity.<dataset>", EntityBatch,
     "Validated structured records with places (enterprises, POIs, roads, cameras...).",
@@ -102,6 +103,20 @@ CASE_EVENTS = Subject(
     "Every step of a case's life, in order per case (`seq`); the case's history can be rebuilt "
     "from these.",
     publishers=("events",), subscribers=("events", "dispatch", "review", "maps"))
+DISPATCH_EVENTS = Subject(
+    "dispatch.events.<case_id>", DispatchEvent,
+    "Dispatch's decisions and deadlines of a case: routing (rule, lead and assisting units, "
+    "deadlines), reminders, escalations, extensions, staff assignments, feedback and ratings.",
+    publishers=("dispatch",), subscribers=("review",))
+EMERGENCIES = Subject(
+    "dispatch.emergencies.<emergency_id>", Emergency,
+    "An emergency declared (wartime mode) or ended: its polygon, command unit and priority.",
+    publishers=("dispatch",))
+FEEDBACK = Subject(
+    "feedback.<channel>", Feedback,
+    "A closed case's feedback to one reporter, for the channel's adapter to deliver; the "
+    "adapter returns the reporter's rating over HTTP.",
+    publishers=("dispatch",), subscribers=("department systems",))
 
 STREAMS: tuple[Stream, ...] = (
     Stream("INGEST_RAW", (RAW_RECORDS,), "Raw department batches awaiting validation", 3),
@@ -116,6 +131,9 @@ STREAMS: tuple[Stream, ...] = (
     Stream("REPORTS", (REPORTS,), "Incident reports awaiting intake", 7),
     # Kept as long as the cases: the stream is the history a reader can rebuild cases from.
     Stream("CASE_EVENTS", (CASE_EVENTS,), "Case lifecycle events", 3650),
+    # As long as the cases: the review rebuilds its figures from this and CASE_EVENTS.
+    Stream("DISPATCH", (DISPATCH_EVENTS, EMERGENCIES), "Dispatch decisions and deadlines", 3650),
+    Stream("FEEDBACK", (FEEDBACK,), "Closure feedback awaiting the channels' adapters", 30),
 )
 
 ALL_SUBJECTS: tuple[Subject, ...] = tuple(s for st in STREAMS for s in st.subjects)
@@ -148,7 +166,7 @@ NEAREST_QUERY = RequestSubject(
 BOX_QUERY = RequestSubject(
     "stquery.box", BoxQuery, BoxSelection,
     "Everything inside a polygon grouped by kind (wartime mode).",
-    responders=("spatiotemporal",), requesters=("maps", "events"))
+    responders=("spatiotemporal",), requesters=("maps", "events", "dispatch"))
 REACHABLE_QUERY = RequestSubject(
     "stquery.reachable", ReachableQuery, ReachableArea,
     "The area reachable on the road network within N minutes, and its boundary intersections.",

@@ -2,6 +2,7 @@
 their own cases; no lost update under concurrency; the history rebuilt from the stream."""
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from events.conftest import OPERATOR, fresh_point, post_report, report, token
@@ -164,3 +165,32 @@ async def test_a_unit_sees_only_its_cases(events: AsyncTestClient[Any],
         assert (await events.get(f"/cases/{case_id}", headers=headers)).status_code == 200
         page = (await events.get("/cases", headers=headers)).json()["items"]
         assert {c["case_id"] for c in page} == {case_id}
+
+
+async def test_events_missed_by_nats_are_relayed(events: AsyncTestClient[Any],
+                                                 make_settings: Any) -> None:
+    """Committed but not published (NATS down, a crash): the relay publishes them later."""
+    publisher = events.app.state.publisher
+    publish = publisher.publish
+
+    async def nats_down(events: Any) -> bool:
+        return False
+
+    publisher.publish = nats_down
+    try:
+        receipt = await post_report(events, report("公园里的树倒在步道上，挡住了路"))
+    finally:
+        publisher.publish = publish
+    publisher.relay_grace, publisher.relay_every_s = timedelta(0), 0.2
+    bus = Bus(make_settings("history-reader"))
+    await bus.connect()
+    try:
+        for _ in range(100):
+            streamed = await replay(bus, receipt["case_id"])
+            if len(streamed) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert [e.kind for e in streamed] == ["received", "classified"]
+    finally:
+        publisher.relay_grace, publisher.relay_every_s = timedelta(seconds=10), 5.0
+        await bus.close()

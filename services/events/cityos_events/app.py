@@ -58,7 +58,8 @@ from cityos_kit.config import Settings
 SCHEMA = "events"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Reasons are required where a person overrides the flow: the history must say why.
-NEEDS_REASON = frozenset({"reject", "return", "rework", "reopen", "merge", "split"})
+NEEDS_REASON = frozenset({"reject", "return", "rework", "reopen", "merge", "split",
+                          "escalate", "note"})
 
 
 class Unprocessable(ClientException):
@@ -321,7 +322,8 @@ def _check_actor(action: str, principal: Principal, case: Case) -> None:
     grid staff, never by the unit that did the work."""
     if principal.sees_all_units():
         return
-    if action in ("start", "finish", "return") and principal.unit != case.handling_unit:
+    if action in ("start", "finish", "return", "note") and \
+            principal.unit != case.handling_unit:
         raise PermissionDeniedException(
             detail=f"case {case.case_id} is handled by {case.handling_unit}, not {principal.unit}")
     if action in ("verify", "rework") and not (
@@ -359,6 +361,10 @@ ACTIONS = [
     _action_route("return", "cases:act", "The handling unit sends it back (reason required)."),
     _action_route("verify", "cases:act", "Checked on site: done."),
     _action_route("rework", "cases:act", "Checked on site: not done (reason required)."),
+    _action_route("escalate", "cases:dispatch", "A deadline was missed: record the escalation "
+                  "(dispatch; reason required, status unchanged)."),
+    _action_route("note", "cases:act", "Record progress or a decision on the case (reason "
+                  "required, status unchanged)."),
 ]
 
 

@@ -52,6 +52,9 @@ TRANSITIONS: Final[dict[str, Transition]] = {
     "close": Transition("closed", frozenset({"verified"}), "closed"),
     "reopen": Transition("reopened", frozenset({"closed", "rejected"}), "reopened"),
     "merge": Transition("merged", frozenset(OPEN_STATUSES), "merged"),
+    # Recorded by dispatch on the case's history; the status does not change.
+    "escalate": Transition("escalated", frozenset(OPEN_STATUSES), None),
+    "note": Transition("noted", frozenset(OPEN_STATUSES), None),
 }
 
 

@@ -1,9 +1,10 @@
 """Case events onto NATS, after the transaction that recorded them commits (an outbox).
 
 The events are rows first, so a crash between commit and publish loses nothing: the relay
-publishes what is still unmarked. The msg id `case:<id>:<seq>` makes a second publish of the
-same event a no-op within the stream's duplicate window, and `seq` lets readers order and
-deduplicate beyond it.
+publishes what is still unmarked. Marks are written in batches a few times a second (not one
+UPDATE per request); a crash before a batch is written only means a second publish, which the
+msg id `case:<id>:<seq>` makes a no-op within the stream's duplicate window, and `seq` lets
+readers order and deduplicate beyond it.
 """
 
 import asyncio
@@ -24,6 +25,10 @@ class EventPublisher:
     def __init__(self, bus: Bus, store: CaseStore) -> None:
         self.bus = bus
         self.store = store
+        self._published: list[tuple[int, int]] = []
+        # An event still unmarked this long after it was recorded is published again.
+        self.relay_grace = timedelta(seconds=10)
+        self.relay_every_s = 5.0
 
     async def publish(self, events: Sequence[CaseEvent]) -> bool:
         """Publish in seq order (one connection keeps the order); False if NATS failed and
@@ -37,15 +42,28 @@ class EventPublisher:
         except Exception as exc:
             log.warning("case_event_publish_failed", error=repr(exc), events=len(events))
             return False
-        await self.store.mark_published(events)
+        self._published += [(e.case_id, e.seq) for e in events]
         return True
 
-    async def relay(self, interval_s: float = 5.0, grace: timedelta = timedelta(seconds=10)
-                    ) -> None:
-        """Publish events left unpublished (a crash, a NATS outage) until the bus closes."""
+    async def flush(self) -> None:
+        keys, self._published = self._published, []
+        try:
+            await self.store.mark_published(keys)
+        except Exception:
+            self._published += keys
+            raise
+
+    async def relay(self, flush_s: float = 0.2) -> None:
+        """Write the marks, and publish events left unpublished (a crash, a NATS outage),
+        until the bus closes."""
+        since_relay = 0.0
         while not self.bus.nc.is_closed:
             with contextlib.suppress(Exception):
-                pending = await self.store.unpublished(grace)
-                if pending and await self.publish(pending):
-                    log.info("case_events_relayed", events=len(pending))
-            await asyncio.sleep(interval_s)
+                await self.flush()
+                if since_relay >= self.relay_every_s:
+                    since_relay = 0.0
+                    pending = await self.store.unpublished(self.relay_grace)
+                    if pending and await self.publish(pending):
+                        log.info("case_events_relayed", events=len(pending))
+            await asyncio.sleep(flush_s)
+            since_relay += flush_s

@@ -320,11 +320,13 @@ class CaseStore:
         return report_id
 
     async def _append(self, conn: asyncpg.Connection, events: Sequence[CaseEvent]) -> None:
-        with db.span("insert", "case_events"):
-            await conn.executemany(
+        with db.span("insert", "case_events"):  # one round trip for the lot
+            await conn.execute(
                 "INSERT INTO case_events (case_id, seq, kind, at, event)"
-                " VALUES ($1, $2, $3, $4, $5::jsonb)",
-                [(e.case_id, e.seq, e.kind, e.at, _encode(e).decode()) for e in events])
+                " SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[],"
+                " $5::jsonb[])",
+                [e.case_id for e in events], [e.seq for e in events], [e.kind for e in events],
+                [e.at for e in events], [_encode(e).decode() for e in events])
 
     # -- actions --------------------------------------------------------------------------
 
@@ -519,13 +521,13 @@ class CaseStore:
             " ORDER BY case_id, seq LIMIT $2", older_than, limit)
         return [msgspec.json.decode(r["event"], type=CaseEvent) for r in rows]
 
-    async def mark_published(self, events: Sequence[CaseEvent]) -> None:
-        if events:
+    async def mark_published(self, keys: Sequence[tuple[int, int]]) -> None:
+        """Mark (case id, seq) pairs as on NATS."""
+        if keys:
             await self.pool.execute(
                 "UPDATE case_events SET published = true FROM unnest($1::bigint[], $2::int[])"
                 " AS p(case_id, seq) WHERE case_events.case_id = p.case_id"
-                " AND case_events.seq = p.seq",
-                [e.case_id for e in events], [e.seq for e in events])
+                " AND case_events.seq = p.seq", [k[0] for k in keys], [k[1] for k in keys])
 
     async def search(self, f: Filters) -> tuple[list[Case], str | None]:
         where, args = [], []
@@ -628,7 +630,8 @@ def _case_row(values: dict[str, Any]) -> dict[str, Any]:
 
 _KINDS = {"accept": "accepted", "reject": "rejected", "dispatch": "dispatched",
           "start": "started", "return": "returned", "finish": "handled", "verify": "verified",
-          "rework": "reworked", "close": "closed", "reopen": "reopened"}
+          "rework": "reworked", "close": "closed", "reopen": "reopened",
+          "escalate": "escalated", "note": "noted"}
 
 
 def to_report(row: asyncpg.Record) -> Report:
