@@ -215,7 +215,7 @@ async def bench_knn(pool: asyncpg.Pool, end: datetime, n: int, rng: np.random.Ge
             "knn_baseline_p50_ms": pct(plain, 50), "knn_baseline_p99_ms": pct(plain, 99)}
 
 
-async def bench_staypoints(pool: asyncpg.Pool, end: datetime) -> dict[str, Any]:
+async def bench_staypoints(pool: asyncpg.Pool, end: datetime, compare: bool) -> dict[str, Any]:
     day_end = end.replace(hour=0, minute=0, second=0)
     day_start = day_end - timedelta(days=1)
     t0 = time.perf_counter()
@@ -234,6 +234,8 @@ async def bench_staypoints(pool: asyncpg.Pool, end: datetime) -> dict[str, Any]:
         "trackintel_fixes_per_s": None, "staypoints_ratio_vs_trackintel": None,
         "staypoints_equal_to_trackintel": None}
     log(f"  stay points: {n:,} fixes read in {t1 - t0:.1f} s, detected in {t2 - t1:.2f} s")
+    if not compare:
+        return out
     try:
         import geopandas as gpd
         import pandas as pd
@@ -305,9 +307,11 @@ async def main() -> None:
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--no-trackintel", action="store_true", help="skip the comparison")
     args = parser.parse_args()
 
     name = f"cityos_bench_stq_{uuid.uuid4().hex[:8]}"
+    log(f"database {name}")
     admin = await asyncpg.connect(ADMIN)
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
@@ -330,7 +334,7 @@ async def main() -> None:
         log("nearest-k ...")
         result |= await bench_knn(pool, end, args.queries, rng)
         log("stay points ...")
-        result |= await bench_staypoints(pool, end)
+        result |= await bench_staypoints(pool, end, not args.no_trackintel)
         log("reachable areas ...")
         result |= await bench_isochrone(pool, args.queries, rng)
         await pool.close()

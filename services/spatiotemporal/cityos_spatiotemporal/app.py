@@ -49,7 +49,7 @@ async def observation_count(state: State, dataset: str | None = None) -> dict[st
 @get("/datasets/{dataset:str}/subjects/{subject:str}/latest", tags=["observations"], opt=READ)
 async def latest_position(dataset: str, subject: str, state: State) -> dict[str, Any]:
     """A vehicle's or sensor's newest stored observation."""
-    row = await state.store.latest(dataset, subject)
+    row: dict[str, Any] | None = await state.store.latest(dataset, subject)
     if row is None:
         raise NotFoundException(detail=f"no observation of `{subject}` in `{dataset}`")
     if isinstance(row.get("attrs"), str):

@@ -15,12 +15,12 @@ _STREAM = {s.name: s for s in STREAMS}
 
 
 def touches(batch: ObservationBatch) -> list[Touch]:
-    """Each subject of a batch with the time of its earliest fix in it."""
-    earliest: dict[str, datetime] = {}
+    """Each subject of a batch with the times of its earliest and latest fix in it."""
+    span: dict[str, tuple[datetime, datetime]] = {}
     for subject, ts in zip(batch.subject, batch.ts, strict=True):
-        if subject not in earliest or ts < earliest[subject]:
-            earliest[subject] = ts
-    return [Touch(batch.dataset, s, t) for s, t in earliest.items()]
+        lo, hi = span.get(subject, (ts, ts))
+        span[subject] = (min(lo, ts), max(hi, ts))
+    return [Touch(batch.dataset, s, lo, hi) for s, (lo, hi) in span.items()]
 
 
 def start_consumers(bus: Bus, store: SpatioTemporalStore, tracker: StayTracker) -> None:

@@ -44,6 +44,7 @@ _MATCHES = """
     CROSS JOIN LATERAL (
         SELECT * FROM observations x
         WHERE x.z2t BETWEEN r.lo AND r.hi AND x.ts >= $4 AND x.ts < $5 AND x.dataset = $1
+        OFFSET 0  -- keeps this a per-run index probe: flattened, the planner scans the window
     ) o
     WHERE o.lon BETWEEN $6 AND $8 AND o.lat BETWEEN $7 AND $9
       AND ($10::bytea IS NULL OR

@@ -204,11 +204,12 @@ def tracked_datasets() -> set[str] | None:
 
 @dataclass(frozen=True)
 class Touch:
-    """New fixes of a subject: the earliest one's time."""
+    """New fixes of a subject in a batch: the earliest and latest one's time."""
 
     dataset: str
     subject: str
     earliest: datetime
+    latest: datetime
 
 
 class StayTracker:
@@ -254,17 +255,20 @@ class StayTracker:
                 " ON CONFLICT DO NOTHING RETURNING batch_id", batch_ids)
             if not fresh:
                 return  # a redelivery: everything here was taken in before
-            by_dataset: dict[str, dict[str, datetime]] = {}
+            by_dataset: dict[str, dict[str, tuple[datetime, datetime]]] = {}
             for t in touches:
                 if self.wants(t.dataset):
                     subjects = by_dataset.setdefault(t.dataset, {})
-                    subjects[t.subject] = min(subjects.get(t.subject, t.earliest), t.earliest)
+                    lo, hi = subjects.get(t.subject, (t.earliest, t.latest))
+                    subjects[t.subject] = (min(lo, t.earliest), max(hi, t.latest))
             for dataset, subjects in sorted(by_dataset.items()):
                 await self._advance(conn, dataset, subjects)
 
     async def _advance(self, conn: asyncpg.Connection, dataset: str,
-                       earliest: dict[str, datetime]) -> None:
-        names = sorted(earliest)
+                       span: dict[str, tuple[datetime, datetime]]) -> None:
+        """Take in each subject's fixes up to the latest one of these batches (later ones are
+        read with their own batch, so their arrival is not mistaken for a late fix)."""
+        names = sorted(span)
         # Lock the subjects' cursors (created if new) so replicas never interleave on one.
         await conn.execute(
             "INSERT INTO staypoint_cursors (dataset, subject, start_ts, start_lon, start_lat,"
@@ -277,21 +281,23 @@ class StayTracker:
         carried: list[str] = []  # continue the open run from the cursor
         restart: dict[str, datetime] = {}  # recompute from this time
         for s in names:
-            c, first_new = cursors[s], earliest[s]
+            c, first_new = cursors[s], span[s][0]
             if c["fixes"] > 0 and first_new > c["last_ts"]:
                 carried.append(s)
             else:
                 restart[s] = await self._restart_point(conn, dataset, s, c, first_new)
         rows: list[StayRow] = []
         if carried:
-            rows += await self._continue(conn, dataset, [cursors[s] for s in carried])
+            rows += await self._continue(conn, dataset, [cursors[s] for s in carried],
+                                         [span[s][1] for s in carried])
         if restart:
             await conn.execute(
                 "DELETE FROM stay_points p USING unnest($3::text[], $4::timestamptz[]) u(s, f)"
                 " WHERE p.dataset = $1 AND p.params = $2 AND p.subject = u.s"
                 " AND p.arrival >= u.f", dataset, self.key, list(restart),
                 list(restart.values()))
-            rows += await self._recompute(conn, dataset, restart)
+            rows += await self._recompute(conn, dataset, restart,
+                                          [span[s][1] for s in restart])
         await write(conn, dataset, self.key, rows)
 
     async def _restart_point(self, conn: asyncpg.Connection, dataset: str, subject: str,
@@ -307,7 +313,7 @@ class StayTracker:
         return max(departure or floor, floor)
 
     async def _continue(self, conn: asyncpg.Connection, dataset: str,
-                        cursors: list[asyncpg.Record]) -> list[StayRow]:
+                        cursors: list[asyncpg.Record], upto: list[datetime]) -> list[StayRow]:
         """New fixes after each cursor, behind a row standing for the open run so far."""
         names = [c["subject"] for c in cursors]
         rows = await conn.fetch(
@@ -315,12 +321,14 @@ class StayTracker:
             " string_agg(float8send(date_part('epoch', o.ts)), ''::bytea ORDER BY o.ts) AS t,"
             " string_agg(float8send(o.lon), ''::bytea ORDER BY o.ts) AS x,"
             " string_agg(float8send(o.lat), ''::bytea ORDER BY o.ts) AS y"
-            " FROM unnest($2::text[], $3::timestamptz[], $4::bigint[]) AS u(s, after, k)"
+            " FROM unnest($2::text[], $3::timestamptz[], $4::bigint[], $5::timestamptz[])"
+            "   AS u(s, after, k, upto)"
             " CROSS JOIN LATERAL (SELECT DISTINCT ON (ts) ts, lon, lat FROM observations"
-            "   WHERE subject_key = u.k AND ts > u.after AND dataset = $1 AND subject = u.s"
+            "   WHERE subject_key = u.k AND ts > u.after AND ts <= u.upto AND dataset = $1"
+            "   AND subject = u.s"
             "   ORDER BY ts, lon, lat) o"
             " GROUP BY u.s ORDER BY u.s", dataset, names, [c["last_ts"] for c in cursors],
-            [subject_key(dataset, s) for s in names])
+            [subject_key(dataset, s) for s in names], upto)
         new = {r["subject"]: r for r in rows}
         groups = [c for c in cursors if c["subject"] in new]
         if not groups:
@@ -353,18 +361,20 @@ class StayTracker:
         return stay_rows(tracks.subjects, found)
 
     async def _recompute(self, conn: asyncpg.Connection, dataset: str,
-                         since: dict[str, datetime]) -> list[StayRow]:
+                         since: dict[str, datetime], upto: list[datetime]) -> list[StayRow]:
         rows = await conn.fetch(
             "SELECT u.s AS subject, count(o.ts) AS n,"
             " string_agg(float8send(date_part('epoch', o.ts)), ''::bytea ORDER BY o.ts) AS t,"
             " string_agg(float8send(o.lon), ''::bytea ORDER BY o.ts) AS x,"
             " string_agg(float8send(o.lat), ''::bytea ORDER BY o.ts) AS y"
-            " FROM unnest($2::text[], $3::timestamptz[], $4::bigint[]) AS u(s, since, k)"
+            " FROM unnest($2::text[], $3::timestamptz[], $4::bigint[], $5::timestamptz[])"
+            "   AS u(s, since, k, upto)"
             " CROSS JOIN LATERAL (SELECT DISTINCT ON (ts) ts, lon, lat FROM observations"
-            "   WHERE subject_key = u.k AND ts >= u.since AND dataset = $1 AND subject = u.s"
+            "   WHERE subject_key = u.k AND ts >= u.since AND ts <= u.upto AND dataset = $1"
+            "   AND subject = u.s"
             "   ORDER BY ts, lon, lat) o"
             " GROUP BY u.s ORDER BY u.s", dataset, list(since), list(since.values()),
-            [subject_key(dataset, s) for s in since])
+            [subject_key(dataset, s) for s in since], upto)
         tracks = _unpack(rows)
         found, runs = staypoints.detect(tracks.fixes, self.algo)
         await self._save_runs(conn, dataset, tracks.subjects, runs)
