@@ -54,7 +54,8 @@ class RuleIn(Struct, frozen=True, forbid_unknown_fields=True):
     wins, then the more specific one (street > district > hours > category), then the older.
     `lead` and `assisting` are unit ids, or department codes when `level` is given: a department
     is resolved to its city unit, its branch in the case's district, or the case's street office
-    (categories.json's notes). Assisting units are joint handlers (联合处置).
+    (categories.json's notes). Assisting units are joint handlers (联合处置); an assisting
+    department of a street-level rule joins with its district branch (or city unit).
     """
 
     lead: UnitRef

@@ -102,7 +102,8 @@ CASE_EVENTS = Subject(
     "cases.events.<case_id>", CaseEvent,
     "Every step of a case's life, in order per case (`seq`); the case's history can be rebuilt "
     "from these.",
-    publishers=("events",), subscribers=("events", "dispatch", "review", "maps"))
+    publishers=("events",), subscribers=("events", "dispatch", "review", "maps",
+                                         "spatiotemporal"))
 DISPATCH_EVENTS = Subject(
     "dispatch.events.<case_id>", DispatchEvent,
     "Dispatch's decisions and deadlines of a case: routing (rule, lead and assisting units, "

@@ -1,14 +1,14 @@
 """The data platform under test: ingestion and spatio-temporal apps in this process, talking
 through this run's NATS namespace and database."""
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
+from waiting import eventually  # noqa: F401  (re-exported for the platform tests)
 
 from cityos_contracts.datasets import DatasetRegistration, FieldMapping, FieldSpec
 from cityos_ingestion.app import build_app as build_ingestion
@@ -74,15 +74,6 @@ async def gps_dataset(ingestion: AsyncTestClient[Any]) -> dict[str, Any]:
     assert response.status_code in (200, 201), response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
-    """Wait until `check()` is true (a consumer is asynchronous); fail after `timeout`."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.1)
 
 
 async def stored(client: AsyncTestClient[Any], dataset: str) -> int:

@@ -1,14 +1,13 @@
 """The identity service under test: real Postgres schema, real NATS namespace, in-process HTTP."""
 
-import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from waiting import eventually  # noqa: F401  (re-exported for the identity tests)
 
 from cityos_identity.app import SCHEMA, build_app
 from cityos_identity.service import Identity, IdentityConfig
@@ -90,13 +89,3 @@ async def auditor_token(client: AsyncTestClient[Litestar], admin_token: str) -> 
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0) -> Any:
-    """Poll `check` until it returns something truthy (NATS delivery is asynchronous)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result or asyncio.get_running_loop().time() > deadline:
-            return result
-        await asyncio.sleep(0.05)

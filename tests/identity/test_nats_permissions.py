@@ -111,7 +111,7 @@ async def test_service_cannot_publish_another_services_subjects(server: Server) 
         await nc.publish(f"{PREFIX}.ingest.raw.gps", b"{}")
         await nc.publish(f"{PREFIX}.identity.revoked", b"{}")
         await nc.flush()
-        assert await eventually(_count(errors, 2), within=2)
+        assert await eventually(_count(errors, 2), timeout=2)
         assert all("permissions violation" in e.lower() for e in errors)
         assert any(f"{PREFIX}.ingest.raw.gps" in e for e in errors)
         assert any(f"{PREFIX}.identity.revoked" in e for e in errors)
@@ -124,7 +124,7 @@ async def test_service_cannot_publish_another_services_subjects(server: Server) 
         await nc.publish(f"{PREFIX}.obs.gps", b"{}")  # only ingestion may
         await nc.subscribe(f"{PREFIX}.audit.>")  # only identity reads audit events
         await nc.flush()
-        assert await eventually(_count(errors, 2), within=2)
+        assert await eventually(_count(errors, 2), timeout=2)
         assert any("publish" in e.lower() for e in errors)
         assert any("subscription" in e.lower() for e in errors)
     finally:
@@ -171,7 +171,7 @@ async def test_kit_flows_work_with_service_credentials(server: Server,
         async def done() -> bool:
             return "cli-1" in verifier.revoked_subjects and len(kept) == 1
 
-        assert await eventually(done, within=5)
+        assert await eventually(done, timeout=5)
         assert kept[0].service == "ingestion" and kept[0].actor == "cli-1"
         await sub.unsubscribe()
     finally:

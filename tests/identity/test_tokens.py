@@ -95,7 +95,8 @@ async def test_person_token(client: Client, admin_token: str, identity: Identity
         "username": "li.field", "unit": "CGJ-329901", "roles": ["field_staff"]})
     assert created.status_code == 201, created.text
     password = created.json()["password"]
-    assert password and created.json()["scopes"] == ["cases:act", "cases:read", "cases:report"]
+    assert password and created.json()["scopes"] == ["cases:act", "cases:read", "cases:report",
+                                                     "staff:report"]
     again = await client.post("/people", headers=bearer(admin_token), json={
         "username": "li.field", "unit": "CGJ-329901", "roles": ["field_staff"]})
     assert again.status_code == 409
@@ -174,7 +175,7 @@ async def test_revocation_reaches_other_services(client: Client, admin_token: st
                 return "revoked" in str(exc)
             return False
 
-        assert await eventually(rejected, within=1.0)
+        assert await eventually(rejected, timeout=1.0)
         assert time.monotonic() - started < 1.0
         # The identity service itself rejects it, and issues no new token.
         assert (await client.get("/clients", headers=bearer(token))).status_code == 401
@@ -183,7 +184,7 @@ async def test_revocation_reaches_other_services(client: Client, admin_token: st
         # A verifier that starts later learns the revocation from the stream.
         late = TokenVerifier(ISSUER, jwks=jwks)
         late_sub = await late.listen(bus)
-        assert await eventually(rejected_by(late, token), within=2.0)
+        assert await eventually(rejected_by(late, token), timeout=2.0)
         await late_sub.unsubscribe()
         await subscription.unsubscribe()
     finally:

@@ -5,8 +5,9 @@ from datetime import datetime
 
 from nats.aio.msg import Msg
 
+from cityos_contracts.cases import CaseEvent
 from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch
-from cityos_contracts.subjects import ENTITIES, MEDIA, OBSERVATIONS, STREAMS
+from cityos_contracts.subjects import CASE_EVENTS, ENTITIES, MEDIA, OBSERVATIONS, STREAMS
 from cityos_kit.bus import Bus, Delivery
 from cityos_spatiotemporal.queries.stays import StayTracker, Touch
 from cityos_spatiotemporal.store import SpatioTemporalStore
@@ -48,3 +49,9 @@ def start_consumers(bus: Bus, store: SpatioTemporalStore, tracker: StayTracker) 
                 filter_subject=ENTITIES.wildcard())
     bus.consume(_STREAM["ENTITIES"], "spatiotemporal-media", MediaBatch, on_media,
                 filter_subject=MEDIA.wildcard())
+
+    async def on_case_event(event: CaseEvent, msg: Msg) -> None:
+        await store.place_case(event)
+
+    bus.consume(_STREAM["CASE_EVENTS"], "spatiotemporal-cases", CaseEvent, on_case_event,
+                filter_subject=CASE_EVENTS.wildcard())

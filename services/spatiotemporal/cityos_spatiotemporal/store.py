@@ -9,6 +9,7 @@ import asyncpg
 import msgspec
 import numpy as np
 
+from cityos_contracts.cases import CaseEvent
 from cityos_contracts.records import EntityBatch, MediaBatch, ObservationBatch
 from cityos_kit import db
 from cityos_kit.bus import Delivery
@@ -191,6 +192,23 @@ class SpatioTemporalStore:
                 [i.ts for i in items], [i.lon for i in items], [i.lat for i in items],
                 [i.uri for i in items], [i.media_type for i in items],
                 [_json(i.attrs) for i in items])
+
+    async def place_case(self, event: CaseEvent) -> None:
+        """Follow a case's status and place; an event older than the last applied is ignored
+        (redelivery), and a location once known is kept when later events carry none."""
+        place = event.location
+        lon = place.lon if place else None
+        lat = place.lat if place else None
+        with db.span("upsert", "case_places"):
+            await self.pool.execute(
+                "INSERT INTO case_places AS c (case_id, seq, status, category, geom, updated_at)"
+                " VALUES ($1, $2, $3, $4, CASE WHEN $5::float8 IS NULL THEN NULL"
+                " ELSE ST_SetSRID(ST_MakePoint($5, $6), 4326) END, $7)"
+                " ON CONFLICT (case_id) DO UPDATE SET seq = EXCLUDED.seq,"
+                " status = EXCLUDED.status, category = coalesce(EXCLUDED.category, c.category),"
+                " geom = coalesce(EXCLUDED.geom, c.geom), updated_at = EXCLUDED.updated_at"
+                " WHERE EXCLUDED.seq > c.seq",
+                event.case_id, event.seq, event.to_status, event.category, lon, lat, event.at)
 
     async def load_city(self, city: City) -> None:
         """Divisions and units of the city's files; re-running it changes nothing."""

@@ -5,10 +5,11 @@ Kinds: `entity` (current state of every entity dataset, grouped by dataset and c
 last media_since_s, by dataset). Each group answers at most limit_per_group features and always
 its full count.
 
-Extension point: open incidents live in the event hub, not in this store. A service that owns
-another kind of thing registers a `BoxSource` with `register_source`; the selection then asks
-it too (e.g. a function that sends the polygon to the event hub over NATS and maps its open
-cases to BoxFeatures with kind="incident").
+`incident`: open cases, by category, from the read model of the event hub's case events
+(`case_places`); selected as the pseudo-dataset `cases` when `datasets` is given.
+
+Extension point: a service that owns another kind of thing registers a `BoxSource` with
+`register_source`; the selection then asks it too.
 """
 
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,20 @@ _MEDIA = f"""
     WHERE rn <= $3
 """
 
+INCIDENTS_DATASET = "cases"
+_INCIDENTS = f"""
+    SELECT * FROM (
+        SELECT 'cases' AS dataset, category, case_id::text AS id, status AS name,
+               updated_at AS ts, NULL::jsonb AS attrs, ST_AsGeoJSON(geom) AS geometry,
+               count(*) OVER w AS n, row_number() OVER (w ORDER BY case_id) AS rn
+        FROM case_places
+        WHERE status NOT IN ('closed', 'rejected', 'merged')
+          AND geom && {_AREA} AND ST_Intersects(geom, {_AREA})
+          AND ($2::text[] IS NULL OR 'cases' = ANY($2))
+        WINDOW w AS (PARTITION BY category)) x
+    WHERE rn <= $3
+"""
+
 
 def _attrs(value: Any) -> dict[str, Any] | None:
     decoded: dict[str, Any] | None = msgspec.json.decode(value) if isinstance(value, str) \
@@ -103,6 +118,8 @@ async def box_select(pool: asyncpg.Pool, q: BoxQuery) -> BoxSelection:
                                             q.mobile_max_age_s), False, features, groups)
         _collect("media", await conn.fetch(_MEDIA, area.wkb, q.datasets, q.limit_per_group,
                                            q.media_since_s), False, features, groups)
+        _collect("incident", await conn.fetch(_INCIDENTS, area.wkb, q.datasets,
+                                              q.limit_per_group), True, features, groups)
     group_list = list(groups.values())
     for source in _SOURCES.values():
         more, more_groups = await source(area, q)
