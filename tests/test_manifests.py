@@ -19,6 +19,7 @@ from kubernetes_validate.utils import latest_version
 from cityos_identity.service import IdentityConfig
 from cityos_kit.auth import AuthSettings
 from cityos_kit.config import Settings
+from cityos_maps.config import MapsSettings
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = REPO / "deploy" / "k8s" / "base"
@@ -174,6 +175,7 @@ def test_services_are_wired_to_the_settings_they_read() -> None:
     setting_names = {f"CITYOS_{f.name.upper()}" for f in fields(Settings) if f.name != "service"}
     setting_names |= {f"CITYOS_AUTH_{f.name.upper()}" for f in fields(AuthSettings)}
     setting_names |= {f"CITYOS_{f.name.upper()}" for f in fields(IdentityConfig)}
+    setting_names |= {f"CITYOS_MAPS_{f.name.upper()}" for f in fields(MapsSettings)}
     city_cm = configmap(docs, "cityos-city")
     files_cm = configmap(docs, "cityos-city-files")
     assert {"nats_prefix", "otlp_endpoint"} <= set(city_cm["data"])

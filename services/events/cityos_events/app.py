@@ -175,9 +175,13 @@ def classify_text(text: Annotated[str, Parameter(min_length=1, max_length=4000)]
 # -- cases ----------------------------------------------------------------------------------
 
 
-async def _detail(request: Request[Any, Any, Any], state: State, case_id: int) -> CaseDetail:
-    case = await _visible_case(request, state, case_id)
+async def _detail(request: Request[Any, Any, Any], state: State, case_id: int,
+                  after_action: bool = False) -> CaseDetail:
     store = _store(state)
+    # After its own action (a unit returning a case) the caller is answered even if the case
+    # has just left its hands.
+    case = await store.case(case_id) if after_action else None
+    case = case or await _visible_case(request, state, case_id)
     reports, history = await asyncio.gather(store.reports(case_id), store.history(case_id))
     return CaseDetail(case=case, reports=reports, history=history)
 
@@ -309,7 +313,7 @@ def _action_route(action: str, needed: str, summary: str) -> HTTPRouteHandler:
         events = await _answer(lambda: store.act(case_id, action, _actor(request), data.reason,
                                                  data.expected_version, **extra))
         await state.publisher.publish(events)
-        return await _detail(request, state, case_id)
+        return await _detail(request, state, case_id, after_action=True)
 
     act.__name__ = f"case_{action}"
     act.__doc__ = summary

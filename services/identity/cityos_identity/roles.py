@@ -8,9 +8,9 @@ from typing import Final
 ROLE_SCOPES: Final[dict[str, tuple[str, ...]]] = {
     "leader": ("cases:read", "review:read", "stquery:read", "maps:read"),
     "operator": ("cases:read", "cases:act", "cases:dispatch", "stquery:read", "maps:read",
-                 "ingest:read", "review:read"),
+                 "ingest:read", "review:read", "dispatch:rules", "review:admin"),
     "unit_staff": ("cases:read", "cases:act", "stquery:read", "ingest:read"),
-    "field_staff": ("cases:read", "cases:act", "cases:report"),
+    "field_staff": ("cases:read", "cases:act", "cases:report", "staff:report"),
     "data_steward": ("ingest:read", "ingest:write", "ingest:admin", "stquery:read"),
     # SREs run the platform: they manage identities but do not read the audit log (auditors do).
     "sre": ("identity:admin", "ingest:read", "stquery:read", "cases:read", "ops:read"),
@@ -22,9 +22,9 @@ SERVICE_SCOPES: Final[dict[str, tuple[str, ...]]] = {
     "ingestion": ("stquery:read",),
     "spatiotemporal": ("ingest:read",),
     "events": ("stquery:read", "ingest:read", "cases:act"),
-    "dispatch": ("cases:read", "cases:act", "stquery:read"),
+    "dispatch": ("cases:read", "cases:act", "cases:dispatch", "stquery:read"),
     "review": ("cases:read", "ingest:read", "stquery:read"),
-    "maps": ("cases:read", "stquery:read", "review:read"),
+    "maps": ("cases:read", "stquery:read", "review:read", "ingest:read"),
     "simulator": ("ingest:write", "ingest:admin", "cases:report"),
 }
 

@@ -1,0 +1,391 @@
+"""The dispatcher: folds the hub's case events into assignments and timers, routes accepted
+cases, fires deadlines, and carries out units' actions through the hub.
+
+One path changes dispatch's state: `apply(conn, events)`, in the case's row lock, skipping
+events it has seen (`seq` ≤ the case's version). The NATS consumer feeds it every case event;
+an HTTP action feeds it the history the hub answered with, so the caller sees the result at
+once and the later delivery of the same events is a no-op.
+"""
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from cityos_contracts.cases import CaseDetail, CaseEvent
+from cityos_contracts.dispatch import (
+    Assignment,
+    Escalation,
+    ExtensionDecision,
+    Priority,
+    RouteDecision,
+    Rule,
+    UnitAction,
+)
+from cityos_contracts.identity import Principal
+from cityos_dispatch.config import DispatchSettings
+from cityos_dispatch.hub import EventHub, HubRefused
+from cityos_dispatch.journal import SYSTEM, Journal
+from cityos_dispatch.rules import COMMAND_CENTER, CaseFacts, CityUnits, RuleError, choose, raised
+from cityos_dispatch.store import Conflict, DispatchStore, NotFound
+from cityos_dispatch.timers import DueTimer, deadlines, timer_rows
+from cityos_kit.telemetry import logger
+
+log = logger("cityos.dispatch")
+RULES_TTL_S = 2.0  # other replicas' rule edits show up within this
+# A unit's action -> the hub's action it is.
+HUB_ACTIONS = {"accept": "start", "return": "return", "handled": "finish", "progress": "note",
+               "extension": "note"}
+OPEN_STATES = ("dispatched", "accepted")
+
+
+class Forbidden(Exception):
+    pass
+
+
+class Gap(Exception):
+    """An event arrived before one it follows (another replica has that one, or it was
+    redelivered later): the case's history is read from the hub instead."""
+
+
+class Dispatcher:
+    def __init__(self, pool: asyncpg.Pool, store: DispatchStore, hub: EventHub,
+                 journal: Journal, units: CityUnits, settings: DispatchSettings) -> None:
+        self.pool, self.store, self.hub, self.journal = pool, store, hub, journal
+        self.units, self.settings = units, settings
+        self.tz = ZoneInfo(settings.timezone)
+        self._rules: list[Rule] = []
+        self._rules_at = 0.0
+
+    # -- routing ----------------------------------------------------------------------------
+
+    async def rules(self) -> list[Rule]:
+        if time.monotonic() - self._rules_at > RULES_TTL_S:
+            self._rules = await self.store.rules()
+            self._rules_at = time.monotonic()
+        return self._rules
+
+    def forget_rules(self) -> None:
+        self._rules_at = 0.0
+
+    async def decide(self, conn: Any, case: Any, at: datetime) -> RouteDecision:
+        """The units a case goes to: an active emergency covering it, else the routing rules."""
+        category = self.units.categories.get(case["category"] or "")
+        priority: Priority = category.priority if category else "normal"
+        emergency = await self.store.emergency_at(conn, case["lon"], case["lat"])
+        if emergency is not None:
+            assisting = [u for u in emergency.assisting if u != emergency.lead]
+            return RouteDecision(
+                lead=emergency.lead, assisting=assisting,
+                priority=raised(priority, emergency.priority),
+                emergency_id=emergency.emergency_id,
+                reason=f"emergency {emergency.emergency_id} ({emergency.name}) covers the place")
+        facts = CaseFacts(case["category"], case["district"], case["street"], at)
+        rule = choose(await self.rules(), facts, self.tz)
+        if rule is None:
+            raise RuleError(f"no routing rule matches category {case['category']} in "
+                            f"{case['street'] or case['district'] or 'an unknown place'}")
+        r = rule.rule
+        lead = self.units.resolve(r.lead, r.level, case["district"], case["street"])
+        assisting = []
+        # An assisting department joins with its own nearest unit: a street-level rule makes
+        # the street office lead, not every department's (JD itself is the street office).
+        level = "district" if r.level == "street" else r.level
+        for ref in r.assisting:
+            unit = self.units.resolve(ref, "street" if ref == "JD" and level else level,
+                                      case["district"], case["street"])
+            if unit != lead and unit not in assisting:
+                assisting.append(unit)
+        return RouteDecision(lead=lead, assisting=assisting, priority=priority,
+                             rule_id=rule.rule_id, rule_version=rule.version,
+                             reason=f"rule {rule.rule_id} v{rule.version}: {r.description}")
+
+    async def route(self, conn: asyncpg.Connection, event: CaseEvent) -> None:
+        """An accepted case: decide, and dispatch it through the hub (expected_version guards
+        against a case the center changed meanwhile)."""
+        case = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", event.case_id)
+        try:
+            decision = await self.decide(conn, case, event.at)
+        except RuleError as exc:
+            log.warning("no_route", case_id=event.case_id, reason=str(exc))
+            return  # the center dispatches it by hand
+        await self.store.save_decision(
+            conn, event.case_id, event.seq, decision.lead, decision.assisting,
+            decision.priority, decision.rule_id, decision.rule_version, decision.emergency_id,
+            decision.reason)
+        joint = f"; assisting {', '.join(decision.assisting)}" if decision.assisting else ""
+        try:
+            detail = await self.hub.act(event.case_id, "dispatch", unit=decision.lead,
+                                        reason=decision.reason + joint,
+                                        expected_version=event.seq)
+        except HubRefused as exc:
+            log.info("dispatch_refused", case_id=event.case_id, detail=exc.detail)
+            return
+        await self.apply(conn, detail)
+
+    # -- the case events ---------------------------------------------------------------------
+
+    async def apply(self, conn: asyncpg.Connection, source: CaseDetail | list[CaseEvent]
+                    ) -> list[CaseEvent]:
+        """Fold new events of one case into the projection, assignments and timers; returns
+        the events applied (none if all were seen)."""
+        events = source.history if isinstance(source, CaseDetail) else source
+        if not events:
+            return []
+        case_id = events[0].case_id
+        row = await self.store.lock_case(conn, case_id)
+        case = dict(row)
+        if isinstance(source, CaseDetail):
+            case["title"] = source.case.title
+        applied = []
+        for event in sorted(events, key=lambda e: e.seq):
+            if event.seq <= case["version"]:
+                continue
+            if event.seq > case["version"] + 1 and not isinstance(source, CaseDetail):
+                raise Gap(f"case {case_id}: event {event.seq} after {case['version']}")
+            case["version"], case["status"] = event.seq, event.to_status
+            if event.category is not None:
+                case["category"] = event.category
+            if event.location is not None:
+                loc = event.location
+                case |= {"district": loc.district, "street": loc.street, "lon": loc.lon,
+                         "lat": loc.lat}
+            if event.unit is not None:
+                case["handling_unit"] = event.unit
+            await self._on_event(conn, case, event)
+            applied.append(event)
+        if applied or isinstance(source, CaseDetail):
+            await self.store.save_case(conn, case)
+        return applied
+
+    async def _on_event(self, conn: asyncpg.Connection, case: dict[str, Any],
+                        event: CaseEvent) -> None:
+        kind, case_id = event.kind, event.case_id
+        if kind == "dispatched" and event.unit:
+            await self._start_round(conn, case, event)
+            return
+        current = await self.store.current(conn, case_id)
+        if current is None:
+            return
+        rnd = current.round_seq
+        if kind == "started":
+            await self.store.set_assignment(conn, case_id, rnd, state="accepted",
+                                            accepted_at=current.accepted_at or event.at)
+            await self.store.cancel_timers(conn, case_id, "accept")
+        elif kind == "handled":
+            await self.store.set_assignment(conn, case_id, rnd, state="handled",
+                                            handled_at=event.at)
+            await self.store.cancel_timers(conn, case_id)
+        elif kind == "reworked":
+            await self.store.set_assignment(conn, case_id, rnd, state="accepted")
+            await self.store.add_timers(conn, [(case_id, rnd, "dispose", False, current.lead,
+                                                current.dispose_due)])
+        elif kind in ("returned", "closed", "rejected", "merged"):
+            state = {"returned": "returned", "closed": "closed"}.get(kind, "ended")
+            await self.store.set_assignment(conn, case_id, rnd, state=state)
+            await self.store.cancel_timers(conn, case_id)
+            await self.store.close_case_tasks(conn, case_id)
+
+    async def _start_round(self, conn: asyncpg.Connection, case: dict[str, Any],
+                           event: CaseEvent) -> None:
+        """A dispatch, by this service or by hand: the unit's round and its deadlines."""
+        assert event.unit is not None
+        decision = await self.store.decision(conn, event.case_id)
+        if decision is not None and decision["lead"] == event.unit and \
+                decision["accepted_seq"] < event.seq:
+            assisting, priority = list(decision["assisting"]), decision["priority"]
+            rule_id, rule_version = decision["rule_id"], decision["rule_version"]
+            emergency_id = decision["emergency_id"]
+        else:  # the center chose the unit itself
+            category = self.units.categories.get(case["category"] or "")
+            priority = category.priority if category else "normal"
+            emergency = await self.store.emergency_at(conn, case["lon"], case["lat"])
+            if emergency is not None:
+                priority = raised(priority, emergency.priority)
+            assisting, rule_id, rule_version = [], None, None
+            emergency_id = emergency.emergency_id if emergency else None
+        category = self.units.categories.get(case["category"] or "")
+        accept_due, dispose_due = deadlines(category, priority, event.at, self.settings)
+        await self.store.cancel_timers(conn, event.case_id)
+        await self.store.start_round(conn, event.case_id, event.seq, {
+            "lead": event.unit, "assisting": assisting, "priority": priority,
+            "dispatched_at": event.at, "accept_due": accept_due, "dispose_due": dispose_due,
+            "rule_id": rule_id, "rule_version": rule_version, "emergency_id": emergency_id})
+        await self.store.add_timers(conn, timer_rows(
+            event.case_id, event.seq, event.unit, event.at,
+            {"accept": accept_due, "dispose": dispose_due}, self.settings.remind_at))
+        await self.journal.record(
+            event.case_id, "routed", event_id=f"routed-{event.case_id}-{event.seq}",
+            at=event.at, unit=event.unit, round_seq=event.seq, lead=event.unit,
+            assisting=assisting, rule_id=rule_id, rule_version=rule_version,
+            emergency_id=emergency_id, priority=priority, accept_due=accept_due,
+            dispose_due=dispose_due,
+            reason="by rule" if rule_id else ("by emergency" if emergency_id else "by hand"))
+
+    async def on_case_event(self, event: CaseEvent) -> None:
+        """The consumer's handler: apply, then react (route an accepted case, tell the
+        reporters of a closed one) in the same transaction, so a failed reaction is retried."""
+        from cityos_dispatch.feedback import send_feedback
+
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                applied = await self.apply(conn, [event])
+            except Gap:
+                applied = await self.apply(conn, await self.hub.case(event.case_id))
+            if not applied:
+                return
+            version = await conn.fetchval("SELECT version FROM cases WHERE case_id = $1",
+                                          event.case_id)
+            for e in applied:
+                if e.kind == "accepted" and e.seq == version:  # still accepted
+                    await self.route(conn, e)
+                elif e.kind == "closed":
+                    await send_feedback(self, conn, e)
+
+    # -- deadlines ------------------------------------------------------------------------------
+
+    async def fire(self, conn: asyncpg.Connection, timer: DueTimer) -> None:
+        current = await self.store.current(conn, timer.case_id)
+        live = current is not None and current.round_seq == timer.round_seq and (
+            current.state == "dispatched" if timer.deadline == "accept"
+            else current.state in OPEN_STATES)
+        if not live:
+            return
+        if timer.remind:
+            await self.journal.record(
+                timer.case_id, "reminded", event_id=f"reminded-{timer.timer_id}",
+                unit=timer.unit, round_seq=timer.round_seq, deadline=timer.deadline,
+                due=_due(current, timer.deadline),
+                reason=f"{timer.deadline} deadline is near")
+            return
+        targets = self.units.escalation_targets(timer.unit)
+        escalation = Escalation(case_id=timer.case_id, round_seq=timer.round_seq,
+                                unit=timer.unit, deadline=timer.deadline,  # type: ignore[arg-type]
+                                due=timer.due_at, escalated_at=_now(), escalated_to=targets)
+        if not await self.store.record_escalation(conn, escalation):
+            return
+        reason = (f"{timer.deadline} deadline {timer.due_at.isoformat()} missed by "
+                  f"{timer.unit}: escalated to {', '.join(targets)}")
+        await self.journal.record(
+            timer.case_id, "escalated", event_id=f"escalated-{timer.timer_id}",
+            at=escalation.escalated_at, unit=timer.unit, round_seq=timer.round_seq,
+            deadline=timer.deadline, due=timer.due_at, escalated_to=targets,
+            reason=reason)
+        try:
+            detail = await self.hub.act(timer.case_id, "escalate", reason=reason)
+        except HubRefused as exc:
+            log.info("escalation_not_recorded_on_case", case_id=timer.case_id, detail=exc.detail)
+            return
+        await self.apply(conn, detail)
+
+    # -- units' actions ---------------------------------------------------------------------------
+
+    def check_actor(self, principal: Principal, a: Assignment, action: str) -> None:
+        """The lead unit acts (the center may act for it); assisting units report progress."""
+        if principal.sees_all_units() or principal.unit == a.lead:
+            return
+        if action == "progress" and principal.unit in a.assisting:
+            return
+        raise Forbidden(f"case {a.case_id} is handled by {a.lead}"
+                        + (f" (assisting: {', '.join(a.assisting)})" if a.assisting else "")
+                        + f", not {principal.unit}")
+
+    async def unit_action(self, case_id: int, action: str, body: UnitAction,
+                          principal: Principal, token: str) -> Assignment:
+        a = await self.store.current(self.pool, case_id)
+        if a is None:
+            raise NotFound(f"case {case_id} has not been dispatched")
+        self.check_actor(principal, a, action)
+        if action in ("return", "progress", "extension") and not body.reason.strip():
+            raise Conflict(f"{action} needs a reason")
+        if action == "extension":
+            if body.hours is None:
+                raise Conflict("an extension needs hours")
+            if a.state not in OPEN_STATES:
+                raise Conflict(f"case {case_id} is {a.state}: nothing to extend")
+        reason = body.reason
+        if action == "handled" and body.evidence:
+            reason = (reason + " " if reason else "") + "[evidence: " + ", ".join(body.evidence) \
+                + "]"
+        if action == "extension":
+            reason = f"extension of {body.hours:g} h requested: {body.reason}"
+        assisting = principal.unit in a.assisting and principal.unit != a.lead
+        # The caller's own token: the hub checks that unit and records that person.
+        detail = await self.hub.act(
+            case_id, HUB_ACTIONS[action],
+            reason=f"{principal.unit} (assisting): {reason}" if assisting else reason,
+            expected_version=body.expected_version,
+            token=None if assisting else token)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.apply(conn, detail)
+            if action == "handled" and body.evidence:
+                await self.store.set_assignment(conn, case_id, a.round_seq,
+                                                evidence=list(body.evidence))
+            if action == "extension":
+                await self.store.set_assignment(conn, case_id, a.round_seq,
+                                                extension_pending_h=body.hours,
+                                                extension_reason=body.reason)
+        kind = {"progress": "progress", "extension": "extension_requested",
+                "handled": "evidence"}.get(action)
+        if kind is not None:
+            await self.journal.record(case_id, kind, actor=principal.sub, unit=principal.unit,
+                                      round_seq=a.round_seq, reason=body.reason,
+                                      evidence=list(body.evidence), hours=body.hours)
+        found = await self.store.current(self.pool, case_id)
+        assert found is not None
+        return found
+
+    async def decide_extension(self, case_id: int, body: ExtensionDecision,
+                               principal: Principal) -> Assignment:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.store.lock_case(conn, case_id)
+            a = await self.store.current(conn, case_id, lock=True)
+            if a is None:
+                raise NotFound(f"case {case_id} has not been dispatched")
+            if a.extension_pending_h is None:
+                raise Conflict(f"case {case_id} has no extension request")
+            hours = body.hours or a.extension_pending_h
+            if body.approve:
+                scaled = hours * self.settings.time_scale
+                new_due = a.dispose_due + _hours(scaled)
+                await self.store.set_assignment(conn, case_id, a.round_seq, dispose_due=new_due,
+                                                extension_pending_h=None)
+                await self.store.cancel_timers(conn, case_id, "dispose")
+                if a.state in OPEN_STATES:
+                    await self.store.add_timers(conn, timer_rows(
+                        case_id, a.round_seq, a.lead, _now(), {"dispose": new_due},
+                        self.settings.remind_at))
+                text = f"extension of {hours:g} h granted: dispose by {new_due.isoformat()}"
+            else:
+                await self.store.set_assignment(conn, case_id, a.round_seq,
+                                                extension_pending_h=None)
+                new_due, text = a.dispose_due, f"extension of {hours:g} h refused"
+            detail = await self.hub.act(case_id, "note",
+                                        reason=text + (f": {body.reason}" if body.reason else ""))
+            await self.apply(conn, detail)
+        await self.journal.record(
+            case_id, "extension_granted" if body.approve else "extension_refused",
+            actor=principal.sub, unit=a.lead, round_seq=a.round_seq, hours=hours,
+            dispose_due=new_due, reason=body.reason)
+        found = await self.store.current(self.pool, case_id)
+        assert found is not None
+        return found
+
+
+def _due(a: Assignment | None, deadline: str) -> datetime | None:
+    if a is None:
+        return None
+    return a.accept_due if deadline == "accept" else a.dispose_due
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _hours(h: float) -> timedelta:
+    return timedelta(hours=h)
+
+
+__all__ = ["COMMAND_CENTER", "SYSTEM", "Dispatcher", "Forbidden"]
