@@ -189,3 +189,16 @@ def test_cli_writes_config(tmp_path: Path) -> None:
     assert secrets_file.stat().st_mode & 0o777 == 0o600
     assert "NATS_PASSWORD_INGESTION" in secrets_file.read_text()
     assert 'include "auth.secrets.conf"' in out.read_text()
+
+
+def test_request_reply_subjects_are_granted_to_responders_and_requesters() -> None:
+    from cityos_contracts.subjects import NEAREST_QUERY
+    from cityos_identity import nats_config
+
+    responder = nats_config.permissions("spatiotemporal", "city")
+    requester = nats_config.permissions("dispatch", "city")
+    assert f"city.{NEAREST_QUERY.pattern}" in responder.subscribe
+    assert "_INBOX.>" in responder.publish
+    assert f"city.{NEAREST_QUERY.pattern}" in requester.publish
+    assert f"city.{NEAREST_QUERY.pattern}" not in nats_config.permissions("ingestion",
+                                                                         "city").publish

@@ -14,6 +14,7 @@ from cityos_contracts.subjects import (
     ALL_SUBJECTS,
     ANY_SERVICE,
     DEAD_LETTERS,
+    REQUEST_SUBJECTS,
     STREAMS,
     Stream,
     Subject,
@@ -33,6 +34,7 @@ class Permissions:
 
 def services() -> list[str]:
     named = {p for s in ALL_SUBJECTS for p in (*s.publishers, *s.subscribers)}
+    named |= {p for q in REQUEST_SUBJECTS for p in (*q.responders, *q.requesters)}
     return sorted((named | set(SERVICE_SCOPES) | {"identity"}) - EXTERNAL - {ANY_SERVICE})
 
 
@@ -58,6 +60,14 @@ def permissions(service: str, prefix: str) -> Permissions:
         perms.publish.add(f"{prefix}.{subject.wildcard()}")
     for subject in consumes:
         perms.subscribe.add(f"{prefix}.{subject.wildcard()}")
+    # Request/reply (no stream): responders subscribe and answer on the requester's _INBOX;
+    # requesters publish.
+    for query in REQUEST_SUBJECTS:
+        if service in query.responders:
+            perms.subscribe.add(f"{prefix}.{query.pattern}")
+            perms.publish.add("_INBOX.>")  # the reply
+        if service in query.requesters:
+            perms.publish.add(f"{prefix}.{query.pattern}")
     for subject in {*publishes, *consumes}:
         name = stream_name(prefix, _stream_of(subject))
         perms.publish |= {f"$JS.API.STREAM.{op}.{name}" for op in ("INFO", "CREATE", "UPDATE")}

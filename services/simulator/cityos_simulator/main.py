@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events-url",
                    default=os.environ.get("CITYOS_EVENTS_URL", "http://127.0.0.1:8003"),
                    help="the event hub, for citizens' reports")
-    p.add_argument("--reports-per-hour", type=float, default=120.0)
+    p.add_argument("--reports-per-hour", type=float, default=360.0)
     p.add_argument("--vehicles", type=int, default=200)
     p.add_argument("--sensors", type=int, default=40)
     p.add_argument("--cameras", type=int, default=20)
