@@ -6,9 +6,9 @@ Scopes are `<area>:<verb>`, optionally narrowed by a resource (`ingest:write:gps
 from typing import Final
 
 ROLE_SCOPES: Final[dict[str, tuple[str, ...]]] = {
-    "leader": ("cases:read", "review:read", "stquery:read", "maps:read"),
+    "leader": ("cases:read", "review:read", "stquery:read", "maps:read", "hazchem:read"),
     "operator": ("cases:read", "cases:act", "cases:dispatch", "stquery:read", "maps:read",
-                 "ingest:read", "review:read", "dispatch:rules", "review:admin"),
+                 "ingest:read", "review:read", "dispatch:rules", "review:admin", "hazchem:read"),
     "unit_staff": ("cases:read", "cases:act", "stquery:read", "ingest:read"),
     "field_staff": ("cases:read", "cases:act", "cases:report", "staff:report"),
     "data_steward": ("ingest:read", "ingest:write", "ingest:admin", "stquery:read"),

@@ -1,0 +1,1 @@
+"""Hazardous-chemical transport supervision: scenario, rules and evaluation (issue 7)."""
