@@ -2,7 +2,8 @@
 timers are live and field staff reporting their positions.
 
     uv run python benchmarks/dispatch.py [--open-cases 10000] [--staff 1000]
-                                         [--position-every 10] [--cases 300] [--rate 5]
+                                         [--position-every 10] [--position-batch 1]
+                                         [--cases 300] [--rate 5]
 
 Runs identity, the event hub and dispatch as processes against a database and NATS namespace
 of its own (removed afterwards). The stores are pre-filled in SQL with `--open-cases` cases
@@ -147,9 +148,10 @@ async def prefill(database_url: str, n: int) -> float:
     return time.perf_counter() - started
 
 
-async def staff_load(url: str, auth: httpx.Auth, staff: int, every_s: float,
+async def staff_load(url: str, auth: httpx.Auth, staff: int, every_s: float, batch: int,
                      stop: asyncio.Event, latencies: list[float]) -> int:
-    """Each person on duty, then a position per person every `every_s`, evenly spread."""
+    """Each person on duty, then a position per person every `every_s`, evenly spread: one
+    request each (a phone), or `batch` people's in one request (a gateway)."""
     rng = random.Random(11)
     sent = 0
     async with httpx.AsyncClient(base_url=url, auth=auth, timeout=30,
@@ -162,20 +164,29 @@ async def staff_load(url: str, auth: httpx.Auth, staff: int, every_s: float,
         interval = every_s / staff
         pending: set[asyncio.Task[None]] = set()
 
-        async def report(person: str) -> None:
+        def where() -> dict[str, float]:
+            return {"lon": 120.8 + rng.uniform(-0.09, 0.09),
+                    "lat": 32.09 + rng.uniform(-0.05, 0.05)}
+
+        async def report(first: int) -> None:
             t0 = time.perf_counter()
-            response = await client.post(f"/staff/{person}/position", json={
-                "lon": 120.8 + rng.uniform(-0.09, 0.09), "lat": 32.09 + rng.uniform(-0.05, 0.05)})
+            if batch == 1:
+                response = await client.post(f"/staff/{people[first % staff]}/position",
+                                             json=where())
+            else:
+                response = await client.post("/staff/positions", json={"positions": [
+                    {"staff_id": people[(first + i) % staff], **where()}
+                    for i in range(batch)]})
             if response.status_code == 202:
                 latencies.append(time.perf_counter() - t0)
 
         next_at = time.perf_counter()
         while not stop.is_set():
-            task = asyncio.create_task(report(people[sent % staff]))
+            task = asyncio.create_task(report(sent))
             pending.add(task)
             task.add_done_callback(pending.discard)
-            sent += 1
-            next_at += interval
+            sent += batch
+            next_at += interval * batch
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
         await asyncio.gather(*pending)
     return sent
@@ -186,6 +197,8 @@ async def main() -> None:
     parser.add_argument("--open-cases", type=int, default=10_000)
     parser.add_argument("--staff", type=int, default=1000)
     parser.add_argument("--position-every", type=float, default=10.0)
+    parser.add_argument("--position-batch", type=int, default=1,
+                        help="positions per request: 1 (each phone reports) or more (a gateway)")
     parser.add_argument("--cases", type=int, default=300)
     parser.add_argument("--rate", type=float, default=5.0)
     args = parser.parse_args()
@@ -246,8 +259,8 @@ async def main() -> None:
         stop = asyncio.Event()
         position_latencies: list[float] = []
         staff = asyncio.create_task(staff_load(
-            f"http://127.0.0.1:{DISPATCH_PORT}", gateway, args.staff, args.position_every, stop,
-            position_latencies))
+            f"http://127.0.0.1:{DISPATCH_PORT}", gateway, args.staff, args.position_every,
+            args.position_batch, stop, position_latencies))
         await asyncio.sleep(3)  # the position load is on before the clock starts
         rng = random.Random(3)
         started = time.perf_counter()
@@ -304,6 +317,7 @@ async def main() -> None:
                           "p50_ms": round(p50, 1), "max_ms": round(got[-1], 1),
                           "cases": len(got), "open_cases": open_cases, "live_timers": live,
                           "escalations_fired": escalations, "staff": args.staff,
+                          "positions_per_request": args.position_batch,
                           "positions_per_s": round(positions / elapsed, 1),
                           "position_p99_ms": round(1000 * pct(pos, 0.99), 1)}))
     finally:

@@ -198,6 +198,20 @@ class PositionReport(Struct, frozen=True, forbid_unknown_fields=True):
     speed_kmh: Annotated[float, Meta(ge=0, le=300)] | None = None
 
 
+class StaffPosition(Struct, frozen=True, forbid_unknown_fields=True):
+    staff_id: Annotated[str, Meta(min_length=1, max_length=200)]
+    lon: Lon
+    lat: Lat
+    at: datetime | None = None
+    speed_kmh: Annotated[float, Meta(ge=0, le=300)] | None = None
+
+
+class PositionBatch(Struct, frozen=True, forbid_unknown_fields=True):
+    """A unit's device gateway reports many of its people's positions in one request."""
+
+    positions: Annotated[list[StaffPosition], Meta(min_length=1, max_length=5000)]
+
+
 class StaffMember(Struct, frozen=True, tag_field="schema", tag="cityos.staff.v1"):
     staff_id: str
     unit: str

@@ -81,6 +81,7 @@ PUBLIC_PAYLOADS: tuple[type[msgspec.Struct], ...] = (
     dispatch.Escalation,
     dispatch.DutyChange,
     dispatch.PositionReport,
+    dispatch.PositionBatch,
     dispatch.StaffMember,
     dispatch.AssignStaff,
     dispatch.Task,

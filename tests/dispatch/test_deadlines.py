@@ -49,7 +49,7 @@ async def test_a_missed_acceptance_is_reminded_then_escalated(
     (escalation,) = await eventually(escalated, timeout=15)
     due = _at(a["accept_due"])
     late = (escalation.at - due).total_seconds()
-    assert 0 <= late < 0.5, late
+    assert 0 <= late < 1.0, late  # the timer loop ticks every 50 ms
     assert escalation.deadline == "accept" and escalation.unit == a["lead"]
     assert escalation.escalated_to == ["HWC", "CMD"]  # the branch's city unit, the center
     reminded = [e for e in watcher.dispatch_events(case_id) if e.kind == "reminded"]

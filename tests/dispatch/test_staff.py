@@ -111,6 +111,12 @@ async def test_a_gateway_reports_only_its_own_people(
                                 json={"lon": 121.001, "lat": 32.1})).status_code == 403
     assert (await dispatch.post("/staff/nobody/position", headers=gateway,
                                 json={"lon": 121.001, "lat": 32.1})).status_code == 404
+    batch = await dispatch.post("/staff/positions", headers=gateway, json={"positions": [
+        {"staff_id": "w-1", "lon": 121.002, "lat": 32.1}] * 3})
+    assert batch.status_code == 202 and batch.json() == {"accepted": 3}
+    foreign = await dispatch.post("/staff/positions", headers=other, json={"positions": [
+        {"staff_id": "w-1", "lon": 121.002, "lat": 32.1}]})
+    assert foreign.status_code == 403
     naive = await dispatch.post("/staff/w-1/position", headers=gateway,
                                 json={"lon": 121.0, "lat": 32.1, "at": "2026-01-01T08:00:00"})
     assert naive.status_code == 400 and "time zone" in naive.json()["detail"]

@@ -59,8 +59,12 @@ async def test_a_report_from_intake_to_the_review(
         [e for e in watcher.dispatch_events(case_id) if e.kind == "escalated"]), timeout=15)
     assert escalated[0].escalated_to == ["CGJ", "CMD"] and escalated[0].deadline == "accept"
 
+    async def on_the_case() -> dict[str, Any] | None:
+        detail: dict[str, Any] = (await events.get(f"/cases/{case_id}")).json()
+        return detail if any(e["kind"] == "escalated" for e in detail["history"]) else None
+
     # 4. Refusals change nothing: another branch acting, closing an unhandled case.
-    version = (await events.get(f"/cases/{case_id}")).json()["case"]["version"]
+    version = (await eventually(on_the_case))["case"]["version"]
     assert (await dispatch.post(f"/assignments/{case_id}/accept", headers=stranger, json={})
             ).status_code == 403
     assert (await events.post(f"/cases/{case_id}/close", json={"reason": "结案"})

@@ -1,6 +1,7 @@
 """Dispatch's HTTP API: routing rules, assignments and units' actions (the middle screen),
 field staff (the small screen), closure ratings, and wartime emergencies."""
 
+import gc
 import os
 import time
 import uuid
@@ -36,6 +37,7 @@ from cityos_contracts.dispatch import (
     EmergencyTask,
     Escalation,
     ExtensionDecision,
+    PositionBatch,
     PositionReport,
     Rating,
     RatingReceipt,
@@ -406,6 +408,31 @@ async def staff_position(staff_id: str, data: PositionReport, state: State,
     return await _report_position(state, current_principal(request), staff_id, data)
 
 
+@post("/staff/positions", tags=["field staff"], opt=POSITION, status_code=HTTP_202_ACCEPTED)
+async def staff_positions(data: PositionBatch, state: State,
+                          request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """A unit's device gateway reports many of its people's positions at once; all or none
+    (every person must be of the caller's unit and have gone on duty)."""
+    p = current_principal(request)
+    roster: Roster = state.roster
+    found = []
+    for item in data.positions:
+        member = await roster.get(item.staff_id)
+        if member is None:
+            raise NotFoundException(detail=f"field staff {item.staff_id!r} has never gone "
+                                           "on duty")
+        if member[0] != p.unit:
+            raise PermissionDeniedException(detail=f"{item.staff_id} works for {member[0]}, "
+                                                   f"not {p.unit}")
+        report = PositionReport(lon=item.lon, lat=item.lat, at=item.at,
+                                speed_kmh=item.speed_kmh)
+        found.append(_position(p, item.staff_id, report, member[1]))
+    positions: Positions = state.positions
+    for position in found:
+        positions.add(position)
+    return Response({"accepted": len(found)}, status_code=HTTP_202_ACCEPTED)
+
+
 @get("/staff/me/tasks", tags=["field staff"], opt=scope("staff:report"))
 async def my_tasks(state: State, request: Request[Any, Any, Any],
                    all_: Annotated[bool, Parameter(query="all")] = False) -> list[Task]:
@@ -530,7 +557,8 @@ async def emergency_tasks(emergency_id: Id, data: EmergencyTask, state: State,
 ROUTES: list[ControllerRouterHandler] = [
     list_rules, add_rule, get_rule, rule_versions, update_rule, delete_rule, preview_route,
     list_assignments, get_assignment, *UNIT_ACTION_ROUTES, decide_extension, assign_staff,
-    list_escalations, my_duty, my_position, staff_duty, staff_position, my_tasks, task_done,
+    list_escalations, my_duty, my_position, staff_duty, staff_position, staff_positions,
+    my_tasks, task_done,
     street_report, list_staff, rate_case, declare_emergency, list_emergencies, get_emergency,
     end_emergency, emergency_resources, emergency_tasks]
 
@@ -563,6 +591,9 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
         start_consumers(bus, dispatcher)
         positions.start()
         timers.start()
+        # What start-up made lives as long as the process: out of the collector's way, so a
+        # full collection pauses the loop (and acceptance -> dispatch) for less.
+        gc.freeze()
 
     async def stop(app: Litestar) -> None:
         if "timers" in app.state:

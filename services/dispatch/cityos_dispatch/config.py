@@ -38,6 +38,9 @@ class DispatchSettings:
     query_timeout_s: float = 5.0
     # Seed the routing rules from categories.json when there are none.
     seed_rules: bool = True
+    # Dispatch an accepted case by the rules at once; off: the center dispatches by hand (GET
+    # /route/{case_id} suggests the unit) and dispatch still runs the deadlines.
+    auto_dispatch: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "DispatchSettings":

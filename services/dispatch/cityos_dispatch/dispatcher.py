@@ -239,8 +239,8 @@ class Dispatcher:
             version = await conn.fetchval("SELECT version FROM cases WHERE case_id = $1",
                                           event.case_id)
             for e in applied:
-                if e.kind == "accepted" and e.seq == version:  # still accepted
-                    await self.route(conn, e)
+                if e.kind == "accepted" and e.seq == version and self.settings.auto_dispatch:
+                    await self.route(conn, e)  # (still accepted)
                 elif e.kind == "closed":
                     await send_feedback(self, conn, e)
 
