@@ -36,6 +36,7 @@ import asyncpg
 import httpx
 import msgspec
 import nats
+from harness import drop, log, wait_ready
 
 from cityos_contracts.cases import CaseEvent
 from cityos_kit.client_auth import ClientCredentials
@@ -52,20 +53,6 @@ CATEGORIES = [("0101", "HWC", "路边垃圾桶满了溢出来臭气熏天"), ("0
               ("1101", "SCJGJ", "小饭馆后厨卫生很差"), ("0501", "ZJJ", "工地半夜还在打桩")]
 
 
-def log(*args: object) -> None:
-    print(*args, file=sys.stderr, flush=True)
-
-
-async def wait_ready(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(900):
-            try:
-                if (await client.get(url + "/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} did not become ready")
 
 
 def bootstrap_lines(path: Path) -> dict[str, dict[str, str]]:
@@ -332,14 +319,8 @@ async def main() -> None:
                 proc.kill()
         bootstrap.unlink(missing_ok=True)
         await nc.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-        nc = await nats.connect(NATS_URL)
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            if info.config.name and info.config.name.startswith(prefix.upper() + "_"):
-                await js.delete_stream(info.config.name)
-        await nc.close()
+        await drop(name, prefix)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import nats
+from harness import NATS_URL, create, drop, log, wait_ready
 
 from cityos_events.evaluation import generate
 from cityos_events.intake import search_terms
@@ -38,28 +38,11 @@ from cityos_kit.city import City
 from cityos_kit.client_auth import ClientCredentials
 from cityos_kit.config import load_settings
 
-ADMIN = os.environ.get("CITYOS_TEST_ADMIN_DATABASE_URL",
-                       "postgresql://postgres@127.0.0.1:5432/postgres")
-NATS_URL = os.environ.get("CITYOS_NATS_URL", "nats://127.0.0.1:4222")
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_PORT, EVENTS_PORT = 18209, 18204
 PREFILL_BATCH = 100_000
 
 
-def log(*args: object) -> None:
-    print(*args, file=sys.stderr, flush=True)
-
-
-async def wait_ready(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(600):
-            try:
-                if (await client.get(url + "/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} did not become ready")
 
 
 async def hotline_client(bootstrap: Path, issuer: str) -> ClientCredentials:
@@ -209,14 +192,7 @@ async def main() -> None:
     parser.add_argument("--replicas", type=int, default=1)
     args = parser.parse_args()
 
-    run = uuid.uuid4().hex[:8]
-    name, prefix = f"cityos_bench_{run}", f"bench{run}"
-    admin = await asyncpg.connect(ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    conn = await asyncpg.connect(database_url)
-    await conn.execute("CREATE EXTENSION postgis")
-    await conn.close()
+    name, database_url, prefix = await create()
     issuer = f"http://127.0.0.1:{IDENTITY_PORT}"
     bootstrap = Path(f"/tmp/{name}-bootstrap.txt")
     env = {**os.environ, "CITYOS_DATABASE_URL": database_url, "CITYOS_NATS_URL": NATS_URL,
@@ -261,14 +237,7 @@ async def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         bootstrap.unlink(missing_ok=True)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-        nc = await nats.connect(NATS_URL)
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            if info.config.name and info.config.name.startswith(prefix.upper() + "_"):
-                await js.delete_stream(info.config.name)
-        await nc.close()
+        await drop(name, prefix)
 
 
 if __name__ == "__main__":

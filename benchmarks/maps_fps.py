@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from harness import drop, log  # noqa: E402
 from maps.stack import CHROMIUM, CHROMIUM_ARGS, running  # noqa: E402
 
 from cityos_contracts.records import ObservationBatch  # noqa: E402
@@ -57,9 +58,6 @@ FRAMES_JS = """(seconds) => new Promise((resolve) => {
 })"""
 
 
-def log(*args: object) -> None:
-    print(*args, file=sys.stderr, flush=True)
-
 
 async def database() -> tuple[str, str]:
     name = f"cityos_bench_maps_{uuid.uuid4().hex[:8]}"
@@ -73,16 +71,6 @@ async def database() -> tuple[str, str]:
     return name, url
 
 
-async def drop(name: str, prefix: str) -> None:
-    admin = await asyncpg.connect(ADMIN)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
-    nc = await nats.connect(NATS_URL)
-    js = nc.jetstream()
-    for info in await js.streams_info():
-        if info.config.name and info.config.name.startswith(prefix.upper() + "_"):
-            await js.delete_stream(info.config.name)
-    await nc.close()
 
 
 async def publish_fleet(prefix: str, vehicles: int, interval: float, stop: asyncio.Event) -> None:
