@@ -32,7 +32,7 @@ WORKLOADS = ("Deployment", "StatefulSet")
 # Env vars that are not settings: pieces the manifests assemble settings from.
 # Read by one program's own arguments rather than the kit's settings.
 HELPER_ENV = {"CITYOS_DB_PASSWORD", "CITYOS_INGESTION_URL", "CITYOS_CLIENT_ID",
-              "CITYOS_CLIENT_SECRET"}
+              "CITYOS_CLIENT_SECRET", "CITYOS_HAZCHEM_SPATIOTEMPORAL_URL"}
 
 Doc = dict[str, Any]
 
