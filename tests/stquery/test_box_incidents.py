@@ -37,7 +37,8 @@ async def test_open_incidents_inside_the_box(st: Any, make_settings: Any) -> Non
             r = await st.post("/query/box", json={"bbox": [w, s, e, n], "datasets": ["cases"]})
             return [f for f in r.json()["features"] if f["properties"]["id"] == str(case_id)]
 
-        (feature,) = await eventually(listed)
+        # The consumer may first replay other tests' case events: allow for the backlog.
+        (feature,) = await eventually(listed, timeout=90)
         props = feature["properties"]
         assert (props["kind"], props["group"], props["name"]) == (
             "incident", "cases/0101", "accepted")  # the place is kept from the first event
@@ -47,6 +48,6 @@ async def test_open_incidents_inside_the_box(st: Any, make_settings: Any) -> Non
         async def gone() -> bool:
             return not await listed()
 
-        await eventually(gone)
+        await eventually(gone, timeout=90)
     finally:
         await bus.close()

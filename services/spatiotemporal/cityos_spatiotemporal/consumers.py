@@ -50,8 +50,9 @@ def start_consumers(bus: Bus, store: SpatioTemporalStore, tracker: StayTracker) 
     bus.consume(_STREAM["ENTITIES"], "spatiotemporal-media", MediaBatch, on_media,
                 filter_subject=MEDIA.wildcard())
 
-    async def on_case_event(event: CaseEvent, msg: Msg) -> None:
-        await store.place_case(event)
+    async def on_case_events(deliveries: list[Delivery[CaseEvent]]) -> None:
+        await store.place_cases([d.message for d in deliveries])
 
-    bus.consume(_STREAM["CASE_EVENTS"], "spatiotemporal-cases", CaseEvent, on_case_event,
-                filter_subject=CASE_EVENTS.wildcard())
+    # In batches: a city's case history is replayed from the stream's start.
+    bus.consume_batches(_STREAM["CASE_EVENTS"], "spatiotemporal-cases", CaseEvent,
+                        on_case_events, filter_subject=CASE_EVENTS.wildcard(), batch=128)

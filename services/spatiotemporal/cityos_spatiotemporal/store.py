@@ -193,22 +193,21 @@ class SpatioTemporalStore:
                 [i.uri for i in items], [i.media_type for i in items],
                 [_json(i.attrs) for i in items])
 
-    async def place_case(self, event: CaseEvent) -> None:
-        """Follow a case's status and place; an event older than the last applied is ignored
+    async def place_cases(self, events: list[CaseEvent]) -> None:
+        """Follow cases' status and place; an event older than the last applied is ignored
         (redelivery), and a location once known is kept when later events carry none."""
-        place = event.location
-        lon = place.lon if place else None
-        lat = place.lat if place else None
+        rows = [(e.case_id, e.seq, e.to_status, e.category,
+                 e.location.lon if e.location else None, e.location.lat if e.location else None,
+                 e.at) for e in sorted(events, key=lambda e: (e.case_id, e.seq))]
         with db.span("upsert", "case_places"):
-            await self.pool.execute(
+            await self.pool.executemany(
                 "INSERT INTO case_places AS c (case_id, seq, status, category, geom, updated_at)"
                 " VALUES ($1, $2, $3, $4, CASE WHEN $5::float8 IS NULL THEN NULL"
                 " ELSE ST_SetSRID(ST_MakePoint($5, $6), 4326) END, $7)"
                 " ON CONFLICT (case_id) DO UPDATE SET seq = EXCLUDED.seq,"
                 " status = EXCLUDED.status, category = coalesce(EXCLUDED.category, c.category),"
                 " geom = coalesce(EXCLUDED.geom, c.geom), updated_at = EXCLUDED.updated_at"
-                " WHERE EXCLUDED.seq > c.seq",
-                event.case_id, event.seq, event.to_status, event.category, lon, lat, event.at)
+                " WHERE EXCLUDED.seq > c.seq", rows)
 
     async def load_city(self, city: City) -> None:
         """Divisions and units of the city's files; re-running it changes nothing."""
