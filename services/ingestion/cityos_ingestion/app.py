@@ -29,6 +29,7 @@ from cityos_kit.auth import AuthPlugin, current_principal, scope
 from cityos_kit.bus import Bus
 from cityos_kit.city import City
 from cityos_kit.config import Settings
+from cityos_kit.times import check_times
 
 SCHEMA = "ingestion"
 # A dataset version as a query parameter: a positive Postgres integer.
@@ -191,10 +192,9 @@ async def contribution(
         if department != principal.department:
             raise PermissionDeniedException(detail=f"unit {principal.unit} may not read "
                                                    f"{department}'s contribution")
+    check_times(start, end)
     end = end or datetime.now(UTC) + timedelta(hours=1)
     start = start or end - timedelta(hours=25)
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ClientException(detail="start and end need a time zone, e.g. 2026-11-21T08:00+08:00")
     metrics: list[ContributionMetrics] = await state.store.contribution(department, dataset,
                                                                         start, end)
     return metrics

@@ -31,6 +31,7 @@ from cityos_kit.auth import AuthPlugin, current_principal, scope
 from cityos_kit.bus import Bus
 from cityos_kit.city import City
 from cityos_kit.config import Settings
+from cityos_kit.times import check_times
 from cityos_review import metrics, ranking, report
 from cityos_review.config import ReviewSettings
 from cityos_review.consumers import start_consumers
@@ -51,8 +52,7 @@ def _store(state: State) -> ReviewStore:
 
 def _period(state: State, start: datetime | None, end: datetime | None
             ) -> tuple[datetime, datetime]:
-    if any(t is not None and t.tzinfo is None for t in (start, end)):
-        raise ClientException(detail="start and end need a time zone, e.g. 2026-11-01T00:00+08:00")
+    check_times(start, end)
     options: ReviewSettings = state.options
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=options.default_days)
@@ -196,8 +196,7 @@ async def _report_data(state: State, request: Request[Any, Any, Any], department
     city: City = state.city
     if department not in city.departments:
         raise NotFoundException(detail=f"no department {department}")
-    if day is not None and day.tzinfo is None:
-        raise ClientException(detail="date needs a time zone")
+    check_times(day)
     options: ReviewSettings = state.options
     tz = ZoneInfo(options.timezone)
     start, end = report.period_bounds(period, day or datetime.now(UTC), tz)
