@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,11 @@ import asyncpg
 import httpx
 import msgspec
 import nats
-from harness import drop, log, wait_ready
+from harness import NATS_URL, create, drop, log, wait_ready
 
 from cityos_contracts.cases import CaseEvent
 from cityos_kit.client_auth import ClientCredentials
 
-ADMIN = os.environ.get("CITYOS_TEST_ADMIN_DATABASE_URL",
-                       "postgresql://postgres@127.0.0.1:5432/postgres")
-NATS_URL = os.environ.get("CITYOS_NATS_URL", "nats://127.0.0.1:4222")
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_PORT, EVENTS_PORT, DISPATCH_PORT = 18309, 18304, 18305
 STAFF_UNIT = "CGJ-329901"
@@ -190,14 +186,7 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0)
     args = parser.parse_args()
 
-    run = uuid.uuid4().hex[:8]
-    name, prefix = f"cityos_bench_{run}", f"bench{run}"
-    admin = await asyncpg.connect(ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    conn = await asyncpg.connect(database_url)
-    await conn.execute("CREATE EXTENSION postgis")
-    await conn.close()
+    name, database_url, prefix = await create()
     bootstrap = Path(f"/tmp/{name}-bootstrap.txt")
     issuer = f"http://127.0.0.1:{IDENTITY_PORT}"
     env = {**os.environ, "CITYOS_DATABASE_URL": database_url, "CITYOS_NATS_URL": NATS_URL,
@@ -260,7 +249,7 @@ async def main() -> None:
                     "channel": "hotline_12345", "text": f"{text}（工单{n}）",
                     "reported_at": datetime.now().astimezone().isoformat(),
                     "lon": rng.uniform(120.71, 121.09), "lat": rng.uniform(31.91, 32.14),
-                    "category": code, "idempotency_key": f"bench-{run}-{n}"})).json()
+                    "category": code, "idempotency_key": f"{prefix}-{n}"})).json()
                 if receipt.get("merged") or receipt.get("status") != "classified":
                     return
                 response = await hub.post(f"/cases/{receipt['case_id']}/accept", json={})
@@ -319,7 +308,6 @@ async def main() -> None:
                 proc.kill()
         bootstrap.unlink(missing_ok=True)
         await nc.close()
-        await admin.close()
         await drop(name, prefix)
 
 

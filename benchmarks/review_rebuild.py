@@ -16,7 +16,6 @@ same streams (fetch and discard).
 import argparse
 import asyncio
 import json
-import os
 import random
 import sys
 import time
@@ -24,9 +23,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import msgspec
 import nats
+from harness import NATS_URL, create, drop
 
 from cityos_contracts.cases import CaseEvent
 from cityos_contracts.dispatch import DispatchEvent
@@ -39,9 +38,6 @@ from cityos_review.app import MIGRATIONS, SCHEMA
 from cityos_review.rebuild import Rebuilder, read, stream_of
 from cityos_review.store import ReviewStore
 
-ADMIN = os.environ.get("CITYOS_TEST_ADMIN_DATABASE_URL",
-                       "postgresql://postgres@127.0.0.1:5432/postgres")
-NATS_URL = os.environ.get("CITYOS_NATS_URL", "nats://127.0.0.1:4222")
 UNITS = [f"{d}-32990{i}" for d in ("CGJ", "HWC", "JJZD", "ZJJ", "GAJ", "SCJGJ")
          for i in range(1, 5)] + ["SWJ", "JTJ", "STHJJ", "YLJ", "WJW"]
 CATEGORIES = ["0101", "0102", "0201", "0204", "0301", "0302", "0401", "0501", "0601", "1201"]
@@ -135,11 +131,7 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
 
-    run = uuid.uuid4().hex[:8]
-    name, prefix = f"cityos_bench_{run}", f"bench{run}"
-    admin = await asyncpg.connect(ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    name, database_url, prefix = await create(extensions=())
     settings = load_settings("review", database_url=database_url, nats_url=NATS_URL,
                              nats_prefix=prefix)
     bus = Bus(settings)
@@ -186,11 +178,9 @@ async def main() -> None:
                           "seconds": round(elapsed, 2)}))
     finally:
         await pool.close()
-        await bus.delete_streams([stream_of(CASE_EVENTS), stream_of(DISPATCH_EVENTS)])
         await bus.close()
         await nc.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop(name, prefix)
 
 
 if __name__ == "__main__":
