@@ -147,7 +147,7 @@ async def _dead_letters(bus: Bus, dataset: str) -> list[dict[str, Any]]:
             while True:
                 msg = await sub.next_msg(timeout=0.3)
                 found.append(msgspec.json.decode(msg.data))
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either
             pass
         finally:
             await sub.unsubscribe()
@@ -198,7 +198,7 @@ async def _audit(make_settings: Any, resource: str) -> list[dict[str, Any]]:
                     event = msgspec.json.decode((await sub.next_msg(timeout=0.3)).data)
                     if event["resource"] == resource and event["action"] == "read personal_data":
                         found.append(event)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either
                 pass
             finally:
                 await sub.unsubscribe()

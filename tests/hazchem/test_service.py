@@ -75,7 +75,7 @@ async def _reports(bus: Any) -> list[dict[str, Any]]:
     try:
         while True:
             found += [msgspec.json.decode(m.data) for m in await sub.fetch(100, timeout=1)]
-    except nats.errors.TimeoutError:
+    except (nats.errors.TimeoutError, TimeoutError):  # no more (nats-py raises either)
         pass
     finally:
         await sub.unsubscribe()
