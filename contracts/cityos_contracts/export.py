@@ -10,7 +10,16 @@ from typing import Any
 
 import msgspec
 
-from cityos_contracts import cases, datasets, dispatch, identity, records, review, stquery
+from cityos_contracts import (
+    cases,
+    datasets,
+    dispatch,
+    hazchem,
+    identity,
+    records,
+    review,
+    stquery,
+)
 from cityos_contracts.subjects import REQUEST_SUBJECTS, STREAMS, RequestSubject
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schema"
@@ -28,6 +37,7 @@ PUBLIC_PAYLOADS: tuple[type[msgspec.Struct], ...] = (
     identity.Principal,
     identity.TokenRequest,
     identity.TokenResponse,
+    identity.TokenRevocation,
     identity.OAuthError,
     identity.ClientRegistration,
     identity.ClientCredentials,
@@ -35,6 +45,8 @@ PUBLIC_PAYLOADS: tuple[type[msgspec.Struct], ...] = (
     identity.ClientInfo,
     identity.UserRegistration,
     identity.UserCreated,
+    identity.PasswordChange,
+    identity.PersonInfo,
     identity.Revocation,
     identity.AuditEvent,
     identity.AuditPage,
@@ -102,6 +114,9 @@ PUBLIC_PAYLOADS: tuple[type[msgspec.Struct], ...] = (
     review.RoundPage,
     review.CaseTimeline,
     review.RebuildStatus,
+    hazchem.RiskComputeRequest,
+    hazchem.RiskMap,
+    hazchem.RiskRun,
 )
 
 

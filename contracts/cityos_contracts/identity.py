@@ -69,15 +69,28 @@ class TokenRequest(Struct, frozen=True):
     username: str | None = None
     password: str | None = None
     scope: str | None = None
+    refresh_token: str | None = None  # grant_type=refresh_token
 
 
-class TokenResponse(Struct, frozen=True, tag_field="schema", tag="cityos.token_response.v1"):
-    """RFC 6749 §5.1 access token response."""
+class TokenResponse(Struct, frozen=True, omit_defaults=True, tag_field="schema",
+                    tag="cityos.token_response.v1"):
+    """RFC 6749 §5.1 access token response. The password and refresh_token grants add a
+    refresh token (§6): single use, each use answers a new one; absent, not null, otherwise."""
 
     access_token: str
     expires_in: int
     scope: str  # space-separated
-    token_type: str = "Bearer"
+    token_type: Literal["Bearer"]
+    refresh_token: str | None = None
+    refresh_expires_in: int | None = None  # seconds the new refresh token stays usable
+
+
+class TokenRevocation(Struct, frozen=True):
+    """RFC 7009 revocation request (form-encoded; untagged): signing out. Revoking a refresh
+    token ends its whole chain of rotations."""
+
+    token: str = ""
+    token_type_hint: str | None = None
 
 
 class OAuthError(Struct, frozen=True):
@@ -147,6 +160,26 @@ class UserCreated(Struct, frozen=True, tag_field="schema", tag="cityos.user_crea
     roles: list[str]
     scopes: list[str]
     password: str | None = None  # only when generated
+
+
+class PasswordChange(Struct, frozen=True, forbid_unknown_fields=True, tag_field="schema",
+                     tag="cityos.password_change.v1"):
+    """A person changes their own password; every session of theirs ends (sign in again)."""
+
+    current_password: Annotated[str, Meta(min_length=1, max_length=256)]
+    new_password: Annotated[str, Meta(min_length=12, max_length=256)]
+
+
+class PersonInfo(Struct, frozen=True, tag_field="schema", tag="cityos.person_info.v1"):
+    """A person as administrators see them: never the password hash."""
+
+    username: str
+    name: str
+    unit: str
+    department: str
+    roles: list[str]
+    created_at: datetime
+    disabled_at: datetime | None = None
 
 
 class Revocation(Struct, frozen=True, tag_field="schema", tag="cityos.revocation.v1"):

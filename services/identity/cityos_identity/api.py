@@ -19,15 +19,18 @@ from cityos_contracts.identity import (
     ClientInfo,
     ClientRegistration,
     OAuthError,
+    PasswordChange,
+    PersonInfo,
     SecretRotation,
     TokenRequest,
     TokenResponse,
+    TokenRevocation,
     UserCreated,
     UserRegistration,
 )
 from cityos_identity.service import Identity, IdentityError
 from cityos_kit.audit import client_ip
-from cityos_kit.auth import PUBLIC, scope, security
+from cityos_kit.auth import PUBLIC, current_principal, scope, security
 
 ADMIN = scope("identity:admin")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -66,7 +69,8 @@ def _basic_credentials(request: Request[Any, Any, Any]) -> tuple[str, str] | Non
 
 
 @post("/oauth/token", opt={**PUBLIC, "audit": False}, status_code=200,
-      summary="OAuth 2.0 token endpoint (client_credentials and password grants)")
+      summary="OAuth 2.0 token endpoint (client_credentials, password and refresh_token "
+              "grants)")
 async def token(
     request: Request[Any, Any, Any], identity: IdentityDep,
     data: Annotated[TokenRequest, Body(media_type=RequestEncodingType.URL_ENCODED)],
@@ -84,13 +88,19 @@ async def token(
             return _oauth_error("invalid_request", "username and password are required")
         who, kind = data.username, "person"
         attempt = identity.person_token(data.username, data.password, data.scope)
+    elif data.grant_type == "refresh_token":
+        if not data.refresh_token:
+            return _oauth_error("invalid_request", "refresh_token is required")
+        who, kind = "refresh_token", "person"
+        attempt = identity.refresh_token(data.refresh_token, data.scope)
     elif not data.grant_type:
         return _oauth_error("invalid_request", "grant_type is required")
     else:
         return _oauth_error("unsupported_grant_type",
-                            f"grant_type {data.grant_type!r}: use client_credentials or password")
+                            f"grant_type {data.grant_type!r}: use client_credentials, password "
+                            "or refresh_token")
     try:
-        access_token, lifetime, granted = await attempt
+        grant = await attempt
     except IdentityError as exc:
         if audit is not None:
             await audit.record(actor=who, action=f"token {data.grant_type}", resource=who,
@@ -100,9 +110,29 @@ async def token(
     if audit is not None:
         await audit.record(actor=who, action=f"token {data.grant_type}", resource=who,
                            outcome="success", status_code=200, ip=client_ip(request.scope),
-                           detail=f"kind={kind} scope={' '.join(granted)}")
-    return Response(TokenResponse(access_token=access_token, expires_in=lifetime,
-                                  scope=" ".join(granted)), headers=NO_STORE)
+                           detail=f"kind={kind} scope={' '.join(grant.scopes)}")
+    return Response(TokenResponse(
+        access_token=grant.access_token, expires_in=grant.expires_in,
+        scope=" ".join(grant.scopes), token_type="Bearer", refresh_token=grant.refresh_token,
+        refresh_expires_in=grant.refresh_expires_in), headers=NO_STORE)
+
+
+@post("/oauth/revoke", opt={**PUBLIC, "audit": False}, status_code=200,
+      summary="OAuth 2.0 token revocation (RFC 7009): sign out")
+async def revoke_token(
+    request: Request[Any, Any, Any], identity: IdentityDep,
+    data: Annotated[TokenRevocation, Body(media_type=RequestEncodingType.URL_ENCODED)],
+) -> Response[Any]:
+    """A refresh token ends its whole sign-in, and the access tokens issued from it; an access
+    token is revoked alone. 200 whether or not the token was known (RFC 7009 §2.2)."""
+    if not data.token:
+        return _oauth_error("invalid_request", "token is required")
+    what = await identity.sign_out(data.token)
+    audit = security(request.app).audit
+    if audit is not None and what != "unknown":
+        await audit.record(actor="token holder", action="sign out", resource=what,
+                           outcome="success", status_code=200, ip=client_ip(request.scope))
+    return Response(None, headers=NO_STORE)
 
 
 @get("/.well-known/openid-configuration", opt=PUBLIC, summary="OIDC discovery document")
@@ -112,7 +142,8 @@ async def discovery(identity: IdentityDep) -> dict[str, Any]:
         "issuer": issuer,
         "token_endpoint": f"{issuer}/oauth/token",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
-        "grant_types_supported": ["client_credentials", "password"],
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "grant_types_supported": ["client_credentials", "password", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "id_token_signing_alg_values_supported": ["ES256"],
         "response_types_supported": ["token"],
@@ -169,6 +200,29 @@ async def create_person(data: JSONBody[UserRegistration], identity: IdentityDep)
         raise _http(exc) from exc
 
 
+@post("/people/me/password", opt=PUBLIC, status_code=200,
+      summary="Change my password: every session of mine ends (sign in again)")
+async def change_password(data: JSONBody[PasswordChange], request: Request[Any, Any, Any],
+                          identity: IdentityDep) -> dict[str, str]:
+    principal = current_principal(request)  # any signed-in person; 401 without a token
+    if principal.kind != "person":
+        raise HTTPException(status_code=403, detail="only people have passwords")
+    try:
+        await identity.change_password(principal.sub, data.current_password, data.new_password)
+    except IdentityError as exc:
+        raise _http(exc) from exc
+    return {"username": principal.sub, "sessions": "ended"}
+
+
+@post("/people/{username:str}/disable", opt=ADMIN, status_code=200,
+      summary="Disable a person: no more sign-ins, every token of theirs rejected at once")
+async def disable_person(username: str, identity: IdentityDep) -> PersonInfo:
+    try:
+        return await identity.disable_person(username)
+    except IdentityError as exc:
+        raise _http(exc) from exc
+
+
 @post("/keys/rotate", opt=ADMIN, status_code=200, summary="Start signing with a new key")
 async def rotate_key(identity: IdentityDep) -> dict[str, str]:
     kid = await identity.keys.rotate()
@@ -193,6 +247,6 @@ async def audit_log(
     return AuditPage(items=items, next_before_seq=next_before)
 
 
-ROUTES = [token, discovery, jwks, create_client, list_clients, rotate_secret, revoke_client,
-          create_person, rotate_key, audit_log]
+ROUTES = [token, revoke_token, discovery, jwks, create_client, list_clients, rotate_secret,
+          revoke_client, create_person, change_password, disable_person, rotate_key, audit_log]
 DEPENDENCIES = {"identity": Provide(provide_identity, sync_to_thread=False)}

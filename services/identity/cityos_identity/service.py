@@ -16,14 +16,15 @@ from cityos_contracts.identity import (
     ClientCredentials,
     ClientInfo,
     ClientRegistration,
+    PersonInfo,
     Revocation,
     UserCreated,
     UserRegistration,
 )
 from cityos_contracts.subjects import REVOCATIONS
-from cityos_identity import passwords, roles
+from cityos_identity import passwords, refresh, roles
 from cityos_identity.keys import KeyStore
-from cityos_kit.auth import AuthSettings, TokenVerifier
+from cityos_kit.auth import AuthSettings, InvalidToken, TokenVerifier
 from cityos_kit.bus import Bus
 from cityos_kit.city import City
 from cityos_kit.config import from_env
@@ -34,6 +35,10 @@ class IdentityConfig:
     """CITYOS_* settings of the identity service only."""
 
     token_lifetime_s: int = 600
+    # A person's sign-in (password grant) is renewed with refresh tokens: each stays usable
+    # this long unused, and the sign-in ends after the second limit whatever happens.
+    refresh_idle_s: int = 8 * 3600
+    refresh_lifetime_s: int = 24 * 3600
     secret_overlap_hours: float = 24.0
     audit_retention_days: int = 365
     bootstrap_file: Path = Path(".cityos/admin-credentials.txt")
@@ -62,6 +67,23 @@ class LocalVerifier(TokenVerifier):
     async def _fetch_jwks(self) -> None:
         await self.keystore.load()  # another replica may have rotated the key
         self.set_jwks(self.keystore.jwks())
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the token endpoint answers."""
+
+    access_token: str
+    expires_in: int
+    scopes: list[str]
+    refresh_token: str | None = None
+    refresh_expires_in: int | None = None
+
+
+def _person_info(row: asyncpg.Record) -> PersonInfo:
+    return PersonInfo(username=row["username"], name=row["name"], unit=row["unit"],
+                      department=row["department"], roles=list(row["roles"]),
+                      created_at=row["created_at"], disabled_at=row["revoked_at"])
 
 
 def _client_info(row: asyncpg.Record) -> ClientInfo:
@@ -108,7 +130,7 @@ class Identity:
         return self.keys.sign(claims), lifetime
 
     async def client_token(self, client_id: str, secret: str, scope: str | None,
-                           lifetime_s: int | None = None) -> tuple[str, int, list[str]]:
+                           lifetime_s: int | None = None) -> Grant:
         row = await self.pool.fetchrow("SELECT * FROM clients WHERE client_id = $1", client_id)
         if row is None or row["revoked_at"] is not None:
             raise IdentityError("invalid_client", "unknown or revoked client")
@@ -126,10 +148,10 @@ class Identity:
             sub=client_id, kind="service" if row["service"] else "client", unit=row["unit"],
             department=row["department"], roles_=[], scopes=granted, name=row["name"],
             lifetime_s=lifetime_s, client_id=client_id)
-        return token, lifetime, granted
+        return Grant(token, lifetime, granted)
 
-    async def person_token(self, username: str, password: str, scope: str | None,
-                           lifetime_s: int | None = None) -> tuple[str, int, list[str]]:
+    async def person_token(self, username: str, password: str, scope: str | None) -> Grant:
+        """The password grant: an access token and the first refresh token of a sign-in."""
         row = await self.pool.fetchrow("SELECT * FROM people WHERE username = $1", username)
         ok = row is not None and row["revoked_at"] is None and await asyncio.to_thread(
             passwords.verify_secret, password, row["password_hash"])
@@ -138,10 +160,84 @@ class Identity:
         granted = roles.grant(scope, roles.scopes_for_roles(list(row["roles"])))
         if granted is None:
             raise IdentityError("invalid_scope", f"scope {scope!r} exceeds the person's roles")
+        now = datetime.now(UTC)
+        family_ends = now + timedelta(seconds=self.config.refresh_lifetime_s)
+        async with self.pool.acquire() as conn:
+            return await self._person_grant(conn, row, granted, now, family_ends, None)
+
+    async def _person_grant(self, conn: asyncpg.Connection, person: asyncpg.Record,
+                            granted: list[str], now: datetime, family_ends: datetime,
+                            family_id: str | None) -> Grant:
+        jti = uuid.uuid4().hex
         token, lifetime = self.issue(
-            sub=username, kind="person", unit=row["unit"], department=row["department"],
-            roles_=list(row["roles"]), scopes=granted, name=row["name"], lifetime_s=lifetime_s)
-        return token, lifetime, granted
+            sub=person["username"], kind="person", unit=person["unit"],
+            department=person["department"], roles_=list(person["roles"]), scopes=granted,
+            name=person["name"], jti=jti)
+        issued = await refresh.issue(
+            conn, username=person["username"], scopes=granted, access_jti=jti, now=now,
+            idle_s=self.config.refresh_idle_s, family_expires_at=family_ends,
+            family_id=family_id)
+        return Grant(token, lifetime, granted, issued.token, issued.expires_in)
+
+    async def refresh_token(self, token: str, scope: str | None) -> Grant:
+        """The refresh_token grant: rotate the refresh token and answer a new access token.
+        The scopes are those of the sign-in still allowed by the person's roles now; `scope`
+        may narrow them (RFC 6749 §6)."""
+        now = datetime.now(UTC)
+        live_since = now - timedelta(seconds=self.config.token_lifetime_s)
+        refused: refresh.Refused | None = None
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                try:
+                    found = await refresh.redeem(conn, token, now, live_since)
+                except refresh.Refused as exc:
+                    refused = exc  # leave the transaction committing a reuse's revocations
+                else:
+                    person = await conn.fetchrow("SELECT * FROM people WHERE username = $1",
+                                                 found.username)
+                    allowed = set(roles.scopes_for_roles(list(person["roles"])))
+                    granted = roles.grant(scope, [s for s in found.scopes if s in allowed])
+                    if granted is None:
+                        raise IdentityError("invalid_scope",
+                                            f"scope {scope!r} exceeds the sign-in's scopes")
+                    return await self._person_grant(conn, person, granted, now,
+                                                    found.family_expires_at, found.family_id)
+        await self.cut_off(refused.revoked_jtis, now, "refresh token reused")
+        raise IdentityError("invalid_grant", refused.description)
+
+    async def sign_out(self, token: str) -> str:
+        """RFC 7009 revocation: a refresh token ends its sign-in (and the access tokens issued
+        from it); an access token of this issuer is revoked alone. Unknown tokens are ignored
+        (the answer must not tell whether a token existed); returns what was done."""
+        now = datetime.now(UTC)
+        async with self.pool.acquire() as conn:
+            family = await refresh.family_of(conn, token)
+            if family is not None:
+                jtis = await refresh.revoke_family(
+                    conn, family, "signed out", now,
+                    now - timedelta(seconds=self.config.token_lifetime_s))
+                await self.cut_off(jtis, now, "signed out")
+                return "refresh_token"
+        try:
+            principal = await self.verifier.verify(token)
+        except InvalidToken:
+            return "unknown"
+        await self.cut_off([principal.token_id], now, "signed out")
+        return "access_token"
+
+    async def cut_off(self, jtis: list[str], at: datetime, reason: str) -> None:
+        """Revoke single access tokens everywhere at once (they outlive their refresh token)."""
+        for jti in jtis:
+            await self.publish_revocation(Revocation(
+                revocation_id=uuid.uuid4().hex, revoked_at=at, token_id=jti, reason=reason))
+
+    async def end_sessions(self, username: str, reason: str) -> None:
+        """Every refresh token and every access token of the person stops working."""
+        now = datetime.now(UTC)
+        async with self.pool.acquire() as conn:
+            await refresh.revoke_person(conn, username, reason, now)
+        await self.publish_revocation(Revocation(
+            revocation_id=uuid.uuid4().hex, revoked_at=now, sub=username, reason=reason))
 
     # -- clients ----------------------------------------------------------------------------
     async def create_client(self, reg: ClientRegistration,
@@ -210,6 +306,28 @@ class Identity:
                            scopes=roles.scopes_for_roles(list(reg.roles)),
                            password=None if reg.password else password)
 
+    async def change_password(self, username: str, current: str, new: str) -> None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM people WHERE username = $1 AND revoked_at IS NULL", username)
+        if row is None or not await asyncio.to_thread(passwords.verify_secret, current,
+                                                      row["password_hash"]):
+            raise IdentityError(403, "the current password is wrong")
+        if new == current:
+            raise IdentityError(422, "the new password must differ from the current one")
+        hashed = await asyncio.to_thread(passwords.hash_secret, new)
+        await self.pool.execute("UPDATE people SET password_hash = $2 WHERE username = $1",
+                                username, hashed)
+        await self.end_sessions(username, "password changed")
+
+    async def disable_person(self, username: str) -> PersonInfo:
+        row = await self.pool.fetchrow(
+            "UPDATE people SET revoked_at = coalesce(revoked_at, now()) WHERE username = $1"
+            " RETURNING *", username)
+        if row is None:
+            raise IdentityError(404, f"no person {username!r}")
+        await self.end_sessions(username, "person disabled")
+        return _person_info(row)
+
     # -- audit ------------------------------------------------------------------------------
     async def store_audit(self, event: AuditEvent) -> None:
         """Idempotent on the event id: a redelivered event is not a second entry."""
@@ -242,4 +360,6 @@ class Identity:
     async def apply_retention(self) -> int:
         removed = await self.pool.fetchval("SELECT audit_log_apply_retention($1)",
                                            self.config.audit_retention_days)
+        async with self.pool.acquire() as conn:  # ended sign-ins are of no further use
+            await refresh.purge(conn, datetime.now(UTC) - timedelta(days=1))
         return int(removed or 0)
