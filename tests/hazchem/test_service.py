@@ -1,24 +1,67 @@
-"""The hazchem service end to end: the planted scenario written to the spatio-temporal store,
-`POST /warnings/compute` reading it back through the spatio-temporal HTTP API (as the caller),
-the warnings matching the ground truth, and each new one posted once on `reports.system`."""
+"""The hazchem service end to end: the planted scenario written to the spatio-temporal store
+(fixes, enterprises with their licences, POIs, vehicles, declared trips, a road grid and traffic
+police positions), `POST /warnings/compute` reading it back through the spatio-temporal HTTP API
+(as the caller), the warnings matching the ground truth, each route deviation carrying its
+5-minute reachable area and the nearest on-duty traffic police, and each new warning posted once
+on `reports.system`."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
 import nats
+import numpy as np
 import pytest
 from data_platform.conftest import issuer, spatiotemporal  # noqa: F401
+from litestar.exceptions import HTTPException
 from litestar.testing import AsyncTestClient
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from shapely.geometry import Point, shape
 from stquery.conftest import entity, st, store, write_entities, write_fixes  # noqa: F401
 
-from cityos_hazchem import rules, scenario
+from cityos_contracts.records import Entity, ObservationBatch
+from cityos_hazchem import evaluate, rules, scenario
 from cityos_hazchem.app import build_app
 from cityos_kit.auth import AuthPlugin
-from cityos_kit.bus import Bus
+from cityos_kit.bus import Bus, Delivery
 
 GPS, FIRMS, POIS = "hz_gps", "hz_firms", "hz_pois"
+VEHICLES, TRIPS, ROADS, STAFF = "hz_vehicles", "hz_trips", "hz_roads", "hz_staff"
+LOCAL = scenario.LOCAL
+OLD = datetime(2020, 1, 1, tzinfo=UTC)
+# Traffic police now: the nearest is off duty, the next of another unit; P-JJ1 should be named.
+OFFICERS = [("P-OFF", (3500.0, -2500.0), "JJZD", False), ("P-GA", (3500.0, -2000.0), "GA", True),
+            ("P-JJ1", (3000.0, -1500.0), "JJZD", True), ("P-JJ2", (8000.0, 1000.0), "JJZD", True)]
+
+
+def _day(until: float) -> str:
+    """The scenario's licence end (the end of a local day) as the registered date."""
+    return datetime.fromtimestamp(until - 1, LOCAL).date().isoformat()
+
+
+def _roads() -> list[Entity]:
+    """A 1 km grid of 36 km/h roads around copy 0's trips and its deviation."""
+    xs, ys = range(-1000, 9000, 1000), range(-5000, 2000, 1000)
+    lines = [((x, y), (x + 1000, y)) for x in xs[:-1] for y in ys] + \
+            [((x, y), (x, y + 1000)) for x in xs for y in ys[:-1]]
+    return [Entity(entity_id=f"R{i}", name=None, category="local", valid_from=OLD,
+                   geometry={"type": "LineString",
+                             "coordinates": [list(scenario.at(*a)), list(scenario.at(*b))]},
+                   attrs={"speed_kmh": 36}) for i, (a, b) in enumerate(lines)]
+
+
+async def _write_officers(store: Any) -> None:  # noqa: F811
+    now = datetime.now(UTC)
+    pts = [scenario.at(*xy) for _, xy, _, _ in OFFICERS]
+    batch = ObservationBatch(
+        batch_id=f"staff-{uuid.uuid4().hex}", dataset=STAFF, version=1, owner="CMD",
+        subject=[o[0] for o in OFFICERS], ts=[now] * len(OFFICERS),
+        lon=[p[0] for p in pts], lat=[p[1] for p in pts],
+        attrs=[{"unit": u, "on_duty": d} for _, _, u, d in OFFICERS])
+    await store.write_observations([Delivery(batch, SimpleNamespace(headers=None),  # type: ignore[arg-type]
+                                             f"obs.{STAFF}")])
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +72,38 @@ async def planted(st: Any, store: Any) -> scenario.Scenario:  # noqa: F811
             if abs(x) > 1e-6 and -180 <= x <= 180 and -90 <= y <= 90]
     await write_fixes(store, GPS, rows)
     e = sc.enterprises
+    assert e.credit_code is not None and e.licence_no is not None and e.licence_until is not None
+    # The renewed licence has an expired state before the renewal: the state at the visit counts.
+    renewed = int(np.flatnonzero(e.id == "E-RENEWED-0")[0])
+    await write_entities(store, FIRMS, [entity(
+        "E-RENEWED-0", float(e.lon[renewed]), float(e.lat[renewed]), category="user",
+        valid_from=OLD, status="operating", credit_code=str(e.credit_code[renewed]),
+        licence_no=str(e.licence_no[renewed]), licence_valid_until="2026-05-20")])
     await write_entities(store, FIRMS, [
         entity(str(e.id[i]), float(e.lon[i]), float(e.lat[i]), category=str(e.kind[i]),
-               status=str(e.status[i]),
-               **({"valid_from": datetime.fromtimestamp(float(e.status_since[i]), UTC)}
-                  if e.status[i] != "operating" else {}))
+               status=str(e.status[i]), credit_code=str(e.credit_code[i]),
+               licence_no=str(e.licence_no[i]), licence_valid_until=_day(float(e.licence_until[i])),
+               valid_from=datetime.fromtimestamp(float(e.status_since[i]), UTC)
+               if e.status[i] != "operating" else
+               datetime(2026, 5, 25, tzinfo=UTC) if i == renewed else OLD)
         for i in range(len(e))])
+    await write_entities(store, VEHICLES, [
+        Entity(entity_id=v, name=v, category="tanker", geometry=None, valid_from=OLD,
+               attrs={"licensed": lic, "carrier": "南通危运"}) for v, lic in sc.licensed.items()])
+    # Trips as LineStrings with start/end, one as waypoints for its local day.
+    await write_entities(store, TRIPS, [
+        Entity(entity_id=t.trip_id, name=None, category="trip", valid_from=OLD,
+               geometry=None if t.vehicle == "DETOUR-0" else
+               {"type": "LineString", "coordinates": np.column_stack((t.lon, t.lat)).tolist()},
+               attrs={"vehicle": t.vehicle, **(
+                   {"date": scenario.DAY.date().isoformat(),
+                    "waypoints": np.column_stack((t.lon, t.lat)).tolist()}
+                   if t.vehicle == "DETOUR-0" else
+                   {"start": datetime.fromtimestamp(t.start, UTC).isoformat(),
+                    "end": datetime.fromtimestamp(t.end, UTC).isoformat()})})
+        for t in sc.trips])
+    await write_entities(store, ROADS, _roads())
+    await _write_officers(store)
     p = sc.pois
     await write_entities(store, POIS, [entity(str(p.id[i]), float(p.lon[i]), float(p.lat[i]),
                                               category=str(p.kind[i])) for i in range(len(p))])
@@ -47,7 +116,8 @@ async def hazchem(make_settings: Any, issuer: Any, st: Any) -> Any:  # noqa: F81
                        token: str | None) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         r = await st.request(method, path, json=body, params=params, headers=headers)
-        assert r.status_code < 400, (path, r.text)
+        if r.status_code >= 400:  # as the HTTP upstream reports it
+            raise HTTPException(status_code=502, detail=f"{path}: {r.status_code} {r.text}")
         return r.json()
 
     settings = make_settings("hazchem")
@@ -87,8 +157,9 @@ async def test_compute_matches_truth_and_posts_each_warning_once(
         make_settings: Any) -> None:
     day = scenario.DAY
     body = {"dataset": GPS, "start": day.isoformat(),
-            "end": (day + timedelta(days=1)).isoformat(), "enterprise_datasets": [FIRMS],
-            "poi_datasets": [POIS], "unlicensed": ["UNLIC-0"]}
+            "end": (day + timedelta(days=6)).isoformat(), "enterprise_datasets": [FIRMS],
+            "poi_datasets": [POIS], "vehicle_datasets": [VEHICLES], "trip_datasets": [TRIPS],
+            "road_network": ROADS, "staff_dataset": STAFF}
     headers = _headers(issuer, "hazchem:read", "stquery:read")
     bus = Bus(make_settings("hazchem-test"))  # this loop's own connection, same namespace
     await bus.connect()
@@ -96,7 +167,7 @@ async def test_compute_matches_truth_and_posts_each_warning_once(
     r = await hazchem.post("/warnings/compute", json=body, headers=headers)
     assert r.status_code == 200, r.text
     out = r.json()
-    got = {(w["vehicle"], w["kind"]) for w in out["warnings"]}
+    got = {(_subject(planted, w), w["kind"]) for w in out["warnings"]}
     want = {(v, k) for v, kinds in planted.truth.items() for k in kinds}
     assert got == want
     assert {k for _, k in got} == set(rules.KINDS)
@@ -109,10 +180,65 @@ async def test_compute_matches_truth_and_posts_each_warning_once(
     assert await _stored_reports(bus) == before + len(out["warnings"])
     reports = await _reports(bus)
     assert sorted(m["idempotency_key"] for m in reports) == sorted(
-        f"hazchem:{w['kind']}:{w['vehicle']}:{int(datetime.fromisoformat(w['start']).timestamp())}"
+        f"hazchem:{w['kind']}:{w['subject']}:{int(datetime.fromisoformat(w['start']).timestamp())}"
         for w in out["warnings"])
     assert all(m["channel"] == "system" and m["category"] == "0803" for m in reports)
+    assert {m["source_ref"] for m in reports} == {
+        f"hazchem/{w['kind']}/{w['subject']}" for w in out["warnings"]}
+    deviation = next(m for m in reports if m["source_ref"] == "hazchem/route_deviation/ROUTE-0")
+    assert "最近执勤交警 P-JJ1" in deviation["text"]
     await bus.close()
+
+
+def _subject(sc: scenario.Scenario, w: dict[str, Any]) -> str:
+    return evaluate.subject(sc, rules.Warning(
+        w["kind"], w["vehicle"], 0.0, 0.0, w["lon"], w["lat"], w["severity"], w["evidence"]))
+
+
+async def test_route_deviation_carries_the_reachable_area_and_nearest_police(
+        hazchem: Any, planted: scenario.Scenario, issuer: Any) -> None:  # noqa: F811
+    day = scenario.DAY
+    r = await hazchem.post("/warnings/compute", json={
+        "dataset": GPS, "start": day.isoformat(), "end": (day + timedelta(days=1)).isoformat(),
+        "trip_datasets": [TRIPS], "road_network": ROADS, "staff_dataset": STAFF,
+        "post": False}, headers=_headers(issuer, "hazchem:read", "stquery:read"))
+    assert r.status_code == 200, r.text
+    devs = [w for w in r.json()["warnings"] if w["kind"] == rules.ROUTE_DEVIATION]
+    assert [w["vehicle"] for w in devs] == ["ROUTE-0"]  # not the 300 m detour nor the excursion
+    ev = devs[0]["evidence"]
+    assert ev["max_distance_m"] == pytest.approx(3000, abs=60) and ev["returned"] is True
+    area = shape(ev["reachable"]["area"])
+    here = Point(devs[0]["lon"], devs[0]["lat"])
+    assert area.distance(here) < 0.002  # around where the vehicle was (the road it is near)
+    # 5 min at 36 km/h reach 3 km along the 1 km grid: the edge has intersections, each
+    # reached within the budget and inside the area.
+    cross = ev["reachable"]["intersections"]
+    assert cross and all(0 < c["seconds"] <= 300 for c in cross)
+    assert all(area.buffer(1e-6).contains(Point(c["lon"], c["lat"])) for c in cross)
+    assert [p["id"] for p in ev["police"]] == ["P-JJ1", "P-JJ2"]
+    # Without a road network or a staff dataset the warning still comes, with the reason.
+    r = await hazchem.post("/warnings/compute", json={
+        "dataset": GPS, "start": day.isoformat(), "end": (day + timedelta(days=1)).isoformat(),
+        "trip_datasets": [TRIPS], "road_network": "hz_no_roads", "staff_dataset": "hz_nobody",
+        "post": False}, headers=_headers(issuer, "hazchem:read", "stquery:read"))
+    ev = next(w for w in r.json()["warnings"] if w["kind"] == rules.ROUTE_DEVIATION)["evidence"]
+    assert "error" in ev["reachable"] and "hz_nobody" in ev["police_error"]
+
+
+async def test_vehicles_dataset_decides_licence_and_the_request_overrides(
+        hazchem: Any, planted: scenario.Scenario, issuer: Any) -> None:  # noqa: F811
+    day = scenario.DAY
+    body = {"dataset": GPS, "start": day.isoformat(),
+            "end": (day + timedelta(days=1)).isoformat(), "vehicle_datasets": [VEHICLES],
+            "post": False}
+    headers = _headers(issuer, "hazchem:read", "stquery:read")
+    r = await hazchem.post("/warnings/compute", json=body, headers=headers)
+    warned = {w["vehicle"] for w in r.json()["warnings"] if w["kind"] == rules.NON_OPERATING}
+    assert warned == {"UNLIC-0"}
+    r = await hazchem.post("/warnings/compute", json={**body, "unlicensed": ["FATIGUE-0"]},
+                           headers=headers)
+    warned = {w["vehicle"] for w in r.json()["warnings"] if w["kind"] == rules.NON_OPERATING}
+    assert warned == {"UNLIC-0", "FATIGUE-0"}
 
 
 async def test_compute_needs_the_hazchem_scope(hazchem: Any, issuer: Any) -> None:  # noqa: F811

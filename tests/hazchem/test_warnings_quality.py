@@ -61,6 +61,36 @@ def test_repeat_visits_raise_severity_and_thresholds_are_per_city() -> None:
     assert any(w.kind == rules.NIGHT and w.vehicle == "LATE-0" for w in late)
 
 
+def test_look_alikes_sit_just_inside_the_thresholds() -> None:
+    """Each new kind's look-alikes warn once its threshold is loosened (so the rules do look at
+    them), and the planted ones carry what an operator needs."""
+    sc = scenario.generate(copies=1)
+    base = evaluate.run(sc, service_stays)
+    dev = next(w for w in base if w.kind == rules.ROUTE_DEVIATION)
+    assert (dev.vehicle, dev.evidence["trip"], dev.evidence["returned"]) == \
+        ("ROUTE-0", "T-ROUTE-0", True)
+    assert dev.evidence["off_route_s"] >= 300 and dev.evidence["max_distance_m"] > 2900
+    loose = evaluate.run(sc, service_stays, Thresholds(route_max_m=250, route_min_s=60,
+                                                       site_min_visits=2))
+    warned = {(evaluate.subject(sc, w), w.kind) for w in loose}
+    assert {("DETOUR-0", rules.ROUTE_DEVIATION), ("EXCURSION-0", rules.ROUTE_DEVIATION)} <= warned
+    sites = [w for w in loose if w.kind == rules.BLACK_SITE]
+    assert len(sites) == 2  # the 2-visit spot too, never one vehicle three times in a day
+    site = next(w for w in base if w.kind == rules.BLACK_SITE)
+    assert (site.severity, site.evidence["visits"]) == (2, 5)  # 5 vehicle-days on copy 0
+    lic = {w.evidence["enterprise"]: w.evidence["issues"] for w in base if w.kind == rules.LICENCE}
+    assert lic == {"E-EXPIRED-0": ["licence_expired"], "E-BADCODE-0": ["credit_code_invalid"]}
+
+
+def test_credit_code_check_character() -> None:
+    assert rules.valid_credit_code(scenario.credit_code(42))
+    assert not rules.valid_credit_code(scenario.credit_code(42, valid=False))
+    assert rules.valid_credit_code("91350100M000100Y43")  # the standard's example
+    assert not rules.valid_credit_code("91350100M000100Y44")  # one typo
+    assert not rules.valid_credit_code("91350100I000100Y43")  # I is not in the alphabet
+    assert not rules.valid_credit_code("") and not rules.valid_credit_code("9132060")
+
+
 def test_each_warning_becomes_a_valid_system_report() -> None:
     import msgspec
 

@@ -2,15 +2,19 @@
 
 It reads only the platform's public APIs, as the signed-in person (their bearer token is passed
 on): fixes from the spatio-temporal range query, stay points from its stay-point query,
-enterprises and POIs from its entity listing; then runs the rules and posts each new warning to
-the event hub as a `system` report on `reports.system` (category 0803 危化品异常).
+enterprises, POIs, vehicles (licensed to operate or not) and declared trips from its entity
+listing; then runs the rules, adds to each route deviation the reachable area and the nearest
+on-duty traffic police (the spatio-temporal reachable and nearest queries), and posts each new
+warning to the event hub as a `system` report on `reports.system` (category 0803 危化品异常).
 """
 
+import dataclasses
 import os
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -23,7 +27,7 @@ from msgspec import Meta, Struct
 
 from cityos_hazchem import rules
 from cityos_hazchem.reports import to_report
-from cityos_hazchem.rules import Places, Thresholds, Track
+from cityos_hazchem.rules import Places, Thresholds, Track, Trip
 from cityos_kit.app import create_service_app
 from cityos_kit.auth import AuthPlugin, scope
 from cityos_kit.bus import Bus
@@ -33,6 +37,8 @@ from cityos_kit.config import Settings
 SCHEMA = "hazchem"
 MIGRATIONS = Path(__file__).parent / "migrations"
 MAX_PAGES = 5000
+STAY_PIECE = timedelta(days=2)  # the stay-point query's longest window
+STAY_OVERLAP = timedelta(hours=6)
 
 # (method, path, json body or None, query params, bearer token) -> decoded JSON
 Upstream = Callable[[str, str, Any, dict[str, str] | None, str | None], Awaitable[Any]]
@@ -44,7 +50,17 @@ class ComputeRequest(Struct, frozen=True, forbid_unknown_fields=True):
     end: datetime
     enterprise_datasets: Annotated[list[str], Meta(max_length=20)] = msgspec.field(default_factory=list)
     poi_datasets: Annotated[list[str], Meta(max_length=20)] = msgspec.field(default_factory=list)
+    # Registered vehicles (entity id: the plate; attrs `licensed`, `carrier`) and declared
+    # trips (attrs `vehicle`, `start`/`end` or a local `date`; a LineString or attrs `waypoints`).
+    vehicle_datasets: Annotated[list[str], Meta(max_length=20)] = msgspec.field(default_factory=list)
+    trip_datasets: Annotated[list[str], Meta(max_length=20)] = msgspec.field(default_factory=list)
+    # Overrides the vehicles datasets: these plates are not licensed to operate.
     unlicensed: Annotated[list[str], Meta(max_length=100_000)] = msgspec.field(default_factory=list)
+    # Route deviations: the road network of the reachable area, and who can intercept.
+    road_network: str | None = None
+    reach_minutes: Annotated[float, Meta(gt=0, le=30)] = 5.0
+    staff_dataset: str = "field_staff"
+    police_unit: str = "JJZD"  # 公安局交通警察支队
     post: bool = True  # post new warnings to the event hub
     bbox: Annotated[list[float], Meta(min_length=4, max_length=4)] | None = None  # default: the city
 
@@ -52,6 +68,7 @@ class ComputeRequest(Struct, frozen=True, forbid_unknown_fields=True):
 class WarningOut(Struct, frozen=True):
     kind: str
     vehicle: str
+    subject: str  # the vehicle, or the enterprise / suspected site of a place warning
     start: datetime
     end: datetime
     lon: float
@@ -121,27 +138,154 @@ async def _tracks(up: Upstream, q: ComputeRequest, bbox: list[float], token: str
     return [Track(str(v), ta[s == v], xa[s == v], ya[s == v]) for v in np.unique(s)]
 
 
-async def _places(up: Upstream, datasets: list[str], at: datetime, token: str | None,
-                  enterprise: bool) -> Places:
-    rows: list[tuple[str, float, float, str, str, float]] = []
+def _until(value: Any, tz: ZoneInfo) -> float:
+    """When a licence stops being valid: a date is valid through that local day, a zoned time
+    until then; NaN when there is nothing readable."""
+    if not isinstance(value, str) or not value.strip():
+        return float("nan")
+    try:
+        until = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return float("nan")
+    if until.tzinfo is None:
+        day = datetime.combine(until.date(), time(), tz)
+        return (day + timedelta(days=1)).timestamp()
+    return until.timestamp()
+
+
+async def _entities(up: Upstream, datasets: list[str], at: datetime, token: str | None
+                    ) -> list[dict[str, Any]]:
+    features: list[dict[str, Any]] = []
     for ds in datasets:
         fc = await up("GET", f"/datasets/{ds}/entities", None,
                       {"at": at.isoformat(), "limit": "10000"}, token)
-        for f in fc["features"]:
-            g, p = f.get("geometry"), f["properties"]
-            if not g or g.get("type") != "Point":
-                continue
-            attrs = p.get("attrs") or {}
-            status = str(attrs.get("status", "operating")) if enterprise else "operating"
-            since = _ts(p["valid_from"]) if enterprise and status != "operating" else float("nan")
-            rows.append((str(p.get("entity_id", f.get("id"))), *g["coordinates"][:2],
-                         str(p.get("category") or ""), status, since))
+        features += fc["features"]
+    return features
+
+
+async def _places(up: Upstream, datasets: list[str], at: datetime, token: str | None,
+                  enterprise: bool, tz: ZoneInfo | None = None) -> Places:
+    rows: list[tuple[str, float, float, str, str, float, str, str, float]] = []
+    for f in await _entities(up, datasets, at, token):
+        g, p = f.get("geometry"), f["properties"]
+        if not g or g.get("type") != "Point":
+            continue
+        attrs = p.get("attrs") or {}
+        status = str(attrs.get("status", "operating")) if enterprise else "operating"
+        since = _ts(p["valid_from"]) if enterprise and status != "operating" else float("nan")
+        until = _until(attrs.get("licence_valid_until"), tz or ZoneInfo(Thresholds().timezone))
+        rows.append((str(p.get("entity_id", f.get("id"))), *g["coordinates"][:2],
+                     str(p.get("category") or ""), status, since,
+                     str(attrs.get("credit_code") or ""), str(attrs.get("licence_no") or ""),
+                     until))
     if not rows:
         return Places.empty()
     cols = list(zip(*rows, strict=True))
+    reg: dict[str, Any] = {}
+    if enterprise:
+        reg = {"credit_code": np.array(cols[6], dtype=str),
+               "licence_no": np.array(cols[7], dtype=str),
+               "licence_until": np.array(cols[8], dtype=float)}
     return Places(np.array(cols[0], dtype=str), np.array(cols[1], dtype=float),
                   np.array(cols[2], dtype=float), np.array(cols[3], dtype=str),
-                  np.array(cols[4], dtype=str), np.array(cols[5], dtype=float))
+                  np.array(cols[4], dtype=str), np.array(cols[5], dtype=float), **reg)
+
+
+async def _licensed(up: Upstream, q: ComputeRequest, token: str | None) -> dict[str, bool]:
+    """Plate -> licensed to operate, from the vehicles datasets, then the request's override.
+    A vehicle registered nowhere counts as licensed: missing data must not raise warnings."""
+    licensed = {str(f["properties"].get("entity_id", f.get("id"))):
+                (f["properties"].get("attrs") or {}).get("licensed", True) is not False
+                for f in await _entities(up, q.vehicle_datasets, q.end, token)}
+    licensed.update(dict.fromkeys(q.unlicensed, False))
+    return licensed
+
+
+def _trip(f: dict[str, Any], tz: ZoneInfo) -> Trip | None:
+    """A declared trip from its entity; None when it names no vehicle, time or route."""
+    p = f["properties"]
+    attrs = p.get("attrs") or {}
+    g = f.get("geometry")
+    route = g["coordinates"] if g and g.get("type") == "LineString" else attrs.get("waypoints")
+    vehicle = attrs.get("vehicle")
+    try:
+        if attrs.get("start") and attrs.get("end"):
+            start, end = _ts(str(attrs["start"])), _ts(str(attrs["end"]))
+        else:
+            day = datetime.combine(date.fromisoformat(str(attrs.get("date"))), time(), tz)
+            start, end = day.timestamp(), (day + timedelta(days=1)).timestamp()
+        xy = np.asarray(route, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if not vehicle or xy.ndim != 2 or len(xy) < 2 or xy.shape[1] < 2:
+        return None
+    return Trip(str(p.get("entity_id", f.get("id"))), str(vehicle), start, end, xy[:, 0],
+                xy[:, 1])
+
+
+async def _trips(up: Upstream, q: ComputeRequest, token: str | None, tz: ZoneInfo
+                 ) -> list[Trip]:
+    t0, t1 = q.start.timestamp(), q.end.timestamp()
+    found = [_trip(f, tz) for f in await _entities(up, q.trip_datasets, q.end, token)]
+    return [t for t in found if t is not None and t.start < t1 and t.end > t0]
+
+
+async def _intercept(up: Upstream, q: ComputeRequest, w: rules.Warning, token: str | None
+                     ) -> rules.Warning:
+    """A route deviation with where the vehicle can be within `reach_minutes` (the area and
+    the intersections on its edge, to intercept at) and the nearest on-duty traffic police.
+    A query that fails leaves its reason in the evidence: the warning itself still goes out."""
+    evidence = dict(w.evidence)
+    if q.road_network:
+        try:
+            area = await up("POST", "/query/reachable", {
+                "schema": "cityos.stquery.reachable_query.v1", "network": q.road_network,
+                "lon": w.lon, "lat": w.lat, "minutes": q.reach_minutes}, None, token)
+            feats = area["features"]
+            evidence["reachable"] = {
+                "minutes": q.reach_minutes, "snap_distance_m": area["snap_distance_m"],
+                "area": next((f["geometry"] for f in feats
+                              if f["properties"]["kind"] == "area"), None),
+                "intersections": [
+                    {"lon": f["geometry"]["coordinates"][0],
+                     "lat": f["geometry"]["coordinates"][1],
+                     "seconds": f["properties"]["seconds"], "node": f["properties"]["node"]}
+                    for f in feats if f["properties"]["kind"] == "boundary"]}
+        except HTTPException as exc:
+            evidence["reachable"] = {"error": str(exc.detail)}
+    try:
+        near = await up("POST", "/query/nearest", {
+            "schema": "cityos.stquery.nearest_query.v1", "dataset": q.staff_dataset,
+            "lon": w.lon, "lat": w.lat, "k": 3, "kind": "mobile",
+            "attrs": {"unit": q.police_unit, "on_duty": True}}, None, token)
+        evidence["police"] = [
+            {"id": f["properties"]["id"], "lon": f["geometry"]["coordinates"][0],
+             "lat": f["geometry"]["coordinates"][1], "distance_m": f["properties"]["distance_m"],
+             "ts": f["properties"]["ts"]} for f in near["features"]]
+    except HTTPException as exc:
+        evidence["police_error"] = str(exc.detail)
+    return dataclasses.replace(w, evidence=evidence)
+
+
+async def _stay_features(up: Upstream, q: ComputeRequest, token: str | None
+                         ) -> list[dict[str, Any]]:
+    """Stay points of the window, asked in pieces the query accepts (at most 2 days). Pieces
+    overlap by STAY_OVERLAP; a stay arriving in a piece's overlap is taken from the next piece,
+    which sees it whole (a stay longer than the overlap across a cut may come cut)."""
+    found: list[dict[str, Any]] = []
+    a = q.start
+    while True:
+        b = min(q.end, a + STAY_PIECE)
+        sp = await up("POST", "/query/staypoints", {
+            "schema": "cityos.stquery.staypoint_query.v1", "dataset": q.dataset,
+            "start": a.isoformat(), "end": b.isoformat(),
+            "params": {"distance_m": 200.0, "duration_s": 1200.0, "max_gap_s": 3 * 3600.0}},
+            None, token)
+        if b >= q.end:
+            return found + list(sp["features"])
+        cut = (b - STAY_OVERLAP).timestamp()
+        found += [f for f in sp["features"] if _ts(f["properties"]["arrival"]) < cut]
+        a = b - STAY_OVERLAP
 
 
 def _iso(t: float) -> datetime:
@@ -152,7 +296,10 @@ def _iso(t: float) -> datetime:
 async def compute(data: ComputeRequest, state: State, request: Request[Any, Any, Any]
                   ) -> ComputeResult:
     """Warnings of one window: stays at closed/suspended enterprises, stays with nothing
-    registered nearby, fatigue and night driving, trips of vehicles not licensed to operate."""
+    registered nearby and the suspected black-workshop sites they add up to, fatigue and night
+    driving, trips of vehicles not licensed to operate, route deviations (with the reachable
+    area and the nearest on-duty traffic police), enterprises with an expired licence or
+    inconsistent registration that still receive vehicles."""
     if data.end <= data.start:
         raise HTTPException(status_code=400, detail="end must be after start")
     th: Thresholds = state.thresholds
@@ -160,20 +307,19 @@ async def compute(data: ComputeRequest, state: State, request: Request[Any, Any,
     auth = request.headers.get("authorization", "")
     token = auth[7:] if auth.lower().startswith("bearer ") else None
     tracks = [rules.clean(tr, th) for tr in await _tracks(up, data, data.bbox or state.bbox, token)]
-    sp = await up("POST", "/query/staypoints", {
-        "schema": "cityos.stquery.staypoint_query.v1", "dataset": data.dataset,
-        "start": data.start.isoformat(), "end": data.end.isoformat(),
-        "params": {"distance_m": 200.0, "duration_s": 1200.0, "max_gap_s": 3 * 3600.0}},
-        None, token)
-    stays = rules.stays_from_features(sp["features"])
-    ents = await _places(up, data.enterprise_datasets, data.end, token, enterprise=True)
+    stays = rules.stays_from_features(await _stay_features(up, data, token))
+    tz = ZoneInfo(th.timezone)
+    ents = await _places(up, data.enterprise_datasets, data.end, token, enterprise=True, tz=tz)
     pois = await _places(up, data.poi_datasets, data.end, token, enterprise=False)
-    licensed = {tr.vehicle: tr.vehicle not in set(data.unlicensed) for tr in tracks}
-    warnings = rules.detect_all(tracks, licensed, stays, ents, pois, th)
+    licensed = await _licensed(up, data, token)
+    trips = await _trips(up, data, token, tz)
+    warnings = rules.detect_all(tracks, licensed, stays, ents, pois, th, trips=trips)
+    warnings = [await _intercept(up, data, w, token) if w.kind == rules.ROUTE_DEVIATION else w
+                for w in warnings]
     posted = await _post(state, warnings) if data.post else 0
     return ComputeResult(
-        warnings=[WarningOut(w.kind, w.vehicle, _iso(w.start), _iso(w.end), w.lon, w.lat,
-                             w.severity, w.evidence) for w in warnings],
+        warnings=[WarningOut(w.kind, w.vehicle, rules.subject(w), _iso(w.start), _iso(w.end),
+                             w.lon, w.lat, w.severity, w.evidence) for w in warnings],
         fixes=sum(len(tr.t) for tr in tracks), stays=len(stays), posted=posted)
 
 
@@ -186,7 +332,7 @@ async def _post(state: State, warnings: list[rules.Warning]) -> int:
         key = report.idempotency_key or ""
         new = await pool.fetchval(
             "INSERT INTO posted_warnings (key, kind, vehicle) VALUES ($1, $2, $3)"
-            " ON CONFLICT (key) DO NOTHING RETURNING true", key, w.kind, w.vehicle)
+            " ON CONFLICT (key) DO NOTHING RETURNING true", key, w.kind, rules.subject(w))
         if new:
             await bus.publish("reports.system", report, msg_id=key)
             posted += 1

@@ -2,18 +2,23 @@
 
 Stay points come from a `StaySource` (in production the spatio-temporal service's stay-point
 query, turned into arrays by `rules.stays_from_features`); this module never computes them.
-A warning counts at the (vehicle, kind) level: a vehicle planted with a kind must get at least
-one warning of that kind (recall), and every vehicle warned of a kind must have it planted
-(precision).
+A warning counts at the (subject, kind) level: a subject planted with a kind must get at least
+one warning of that kind (recall), and every subject warned of a kind must have it planted
+(precision). The subject is the vehicle, the enterprise (licence anomaly) or, for a suspected
+black-workshop site, the planted site within `SITE_MATCH_M` of the warning (else the warning's
+own site id, a false positive).
 """
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from cityos_hazchem import rules
 from cityos_hazchem.rules import Stays, Thresholds, Track, Warning
 from cityos_hazchem.scenario import Scenario
 
+SITE_MATCH_M = 300.0
 StaySource = Callable[[Sequence[Track]], Stays]
 
 
@@ -46,12 +51,21 @@ def run(sc: Scenario, stays: StaySource, th: Thresholds | None = None) -> list[W
     th = th or Thresholds()
     cleaned = [rules.clean(tr, th) for tr in sc.tracks]
     out: list[Warning] = rules.detect_all(cleaned, sc.licensed, stays(cleaned), sc.enterprises,
-                                          sc.pois, th)
+                                          sc.pois, th, trips=sc.trips)
     return out
 
 
+def subject(sc: Scenario, w: Warning) -> str:
+    if w.kind == rules.BLACK_SITE:
+        for name, (lon, lat) in sc.sites.items():
+            if rules.route_distance(np.array([w.lon]), np.array([w.lat]), np.array([lon]),
+                                    np.array([lat]))[0] <= SITE_MATCH_M:
+                return name
+    return rules.subject(w)
+
+
 def score(sc: Scenario, warnings: Sequence[Warning]) -> dict[str, Score]:
-    got = {(w.vehicle, w.kind) for w in warnings}
+    got = {(subject(sc, w), w.kind) for w in warnings}
     want = {(v, k) for v, kinds in sc.truth.items() for k in kinds}
     return {k: Score(k, sum(1 for g in got if g[1] == k and g in want),
                      sum(1 for g in got if g[1] == k and g not in want),

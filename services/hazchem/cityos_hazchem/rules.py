@@ -28,7 +28,13 @@ NOTHING_STAY = "nothing_registered_stay"
 FATIGUE = "fatigue_driving"
 NIGHT = "night_driving"
 NON_OPERATING = "non_operating_vehicle"
-KINDS = (CLOSED_STAY, NOTHING_STAY, FATIGUE, NIGHT, NON_OPERATING)
+ROUTE_DEVIATION = "route_deviation"
+LICENCE = "enterprise_licence_anomaly"
+BLACK_SITE = "suspected_black_workshop"
+KINDS = (CLOSED_STAY, NOTHING_STAY, FATIGUE, NIGHT, NON_OPERATING, ROUTE_DEVIATION, LICENCE,
+         BLACK_SITE)
+# Kinds whose subject is a place (an enterprise, a suspected site), not the vehicle.
+PLACE_KINDS = {LICENCE: "enterprise", BLACK_SITE: "site"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,13 @@ class Thresholds:
     max_speed_kmh: float = 200.0  # a fix needing more than this both ways is an outlier
     stationary_m: float = 60.0  # an interval moving less than this ...
     stationary_mps: float = 0.5  # ... or slower than this on average is not driving
+    # Route deviation: farther than this from the declared route for at least this long.
+    route_max_m: float = 1000.0
+    route_min_s: float = 5 * 60.0
+    # Suspected black-workshop sites: nothing-registered stays in one grid cell (or touching
+    # cells), visited on at least `site_min_visits` distinct (vehicle, local day) pairs.
+    site_cell_m: float = 250.0
+    site_min_visits: int = 3
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,11 @@ class Places:
     kind: npt.NDArray[np.str_]
     status: npt.NDArray[np.str_]
     status_since: Floats  # NaN: always had this status
+    # Registration (enterprises only; None: not checked): the unified social credit code, the
+    # hazardous-goods licence number, and when the licence stops being valid (NaN: not given).
+    credit_code: npt.NDArray[np.str_] | None = None
+    licence_no: npt.NDArray[np.str_] | None = None
+    licence_until: Floats | None = None
 
     def __len__(self) -> int:
         return len(self.id)
@@ -97,6 +115,18 @@ class Places:
 
 
 @dataclass(frozen=True)
+class Trip:
+    """A declared trip: the vehicle should stay on `route` (vertices) between start and end."""
+
+    trip_id: str
+    vehicle: str
+    start: float
+    end: float
+    lon: Floats
+    lat: Floats
+
+
+@dataclass(frozen=True)
 class Warning:
     kind: str
     vehicle: str
@@ -106,6 +136,12 @@ class Warning:
     lat: float
     severity: int
     evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def subject(w: Warning) -> str:
+    """What the warning is about: the vehicle, or for place kinds the enterprise or site."""
+    key = PLACE_KINDS.get(w.kind)
+    return str(w.evidence[key]) if key else w.vehicle
 
 
 def _metres(lon1: Floats, lat1: Floats, lon2: Floats, lat2: Floats) -> Floats:
@@ -280,15 +316,189 @@ def stay_warnings(st: Stays, enterprises: Places, pois: Places, th: Thresholds) 
     return out
 
 
+def route_distance(lon: Floats, lat: Floats, rlon: Floats, rlat: Floats) -> Floats:
+    """Metres from each point to the polyline (rlon, rlat), in a local plane around it."""
+    k = M_PER_DEG_LON_EQ * float(np.cos(np.radians(np.mean(rlat))))
+    px, py = (lon - rlon[0]) * k, (lat - rlat[0]) * M_PER_DEG_LAT
+    vx, vy = (rlon - rlon[0]) * k, (rlat - rlat[0]) * M_PER_DEG_LAT
+    if len(rlon) == 1:
+        return np.asarray(np.hypot(px - vx[0], py - vy[0]))
+    ax, ay, dx, dy = vx[:-1], vy[:-1], np.diff(vx), np.diff(vy)
+    l2 = np.maximum(dx * dx + dy * dy, 1e-9)
+    out = np.empty(len(px))
+    step = max(1, 2_000_000 // len(ax))  # bounds the points x segments block in memory
+    for s in range(0, len(px), step):
+        qx, qy = px[s:s + step, None], py[s:s + step, None]
+        f = np.clip(((qx - ax) * dx + (qy - ay) * dy) / l2, 0.0, 1.0)
+        out[s:s + step] = np.hypot(ax + f * dx - qx, ay + f * dy - qy).min(axis=1)
+    return out
+
+
+def route_deviation(tr: Track, trips: Sequence[Trip], th: Thresholds) -> list[Warning]:
+    """Runs of fixes farther than `route_max_m` from the trip's declared route, seen off it for
+    at least `route_min_s`. The place is where the vehicle was when the run became a warning
+    (the start of the interception); a 300 m detour or a stop on the route never qualifies."""
+    out = []
+    for trip in trips:
+        idx = np.flatnonzero((tr.t >= trip.start) & (tr.t <= trip.end))
+        if len(idx) < 2 or len(trip.lon) == 0:
+            continue
+        d = route_distance(tr.lon[idx], tr.lat[idx], trip.lon, trip.lat)
+        rs, re_ = _runs(d > th.route_max_m)
+        for a, b in zip(rs.tolist(), re_.tolist(), strict=True):
+            i, j = int(idx[a]), int(idx[b - 1])
+            seen = float(tr.t[j] - tr.t[i])
+            if seen < th.route_min_s:
+                continue
+            due = i + int(np.searchsorted(tr.t[i:j + 1], tr.t[i] + th.route_min_s))
+            back = int(idx[b]) if b < len(idx) else None
+            far = float(d[a:b].max())
+            out.append(Warning(
+                ROUTE_DEVIATION, tr.vehicle, float(tr.t[i]),
+                float(tr.t[back] if back is not None else tr.t[j]),
+                float(tr.lon[due]), float(tr.lat[due]),
+                severity=min(3, 1 + int(far > 3 * th.route_max_m)
+                             + int(back is None or seen > 6 * th.route_min_s)),
+                evidence={"trip": trip.trip_id, "max_distance_m": round(far, 1),
+                          "off_route_s": seen, "returned": back is not None,
+                          "left_lon": round(float(tr.lon[i]), 6),
+                          "left_lat": round(float(tr.lat[i]), 6),
+                          "limit_m": th.route_max_m, "limit_s": th.route_min_s}))
+    return out
+
+
+_CREDIT_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def credit_check_char(first17: str) -> str:
+    """The 18th character of a unified social credit code (GB 32100-2015, mod 31)."""
+    total = sum(_CREDIT_CHARS.index(c) * w for c, w in zip(first17, _CREDIT_WEIGHTS, strict=True))
+    return _CREDIT_CHARS[(31 - total % 31) % 31]
+
+
+def valid_credit_code(code: str) -> bool:
+    code = code.strip().upper()
+    return len(code) == 18 and all(c in _CREDIT_CHARS for c in code) and \
+        credit_check_char(code[:17]) == code[17]
+
+
+def _registration_issues(pl: Places, e: int) -> list[str]:
+    issues = []
+    if pl.credit_code is not None and not valid_credit_code(str(pl.credit_code[e])):
+        issues.append("credit_code_invalid")
+    if pl.licence_no is not None and not str(pl.licence_no[e]).strip():
+        issues.append("licence_no_missing")
+    if pl.licence_until is not None and np.isnan(pl.licence_until[e]):
+        issues.append("licence_valid_until_missing")
+    return issues
+
+
+def licence_anomaly(st: Stays, enterprises: Places, th: Thresholds) -> list[Warning]:
+    """Enterprises that receive hazardous-goods vehicles (a stay within `enterprise_radius_m`,
+    the nearest enterprise deciding) while their licence has expired at the stay's arrival or
+    their registration is inconsistent: one warning per enterprise, severity rising with the
+    visits."""
+    if not len(st) or not len(enterprises) or enterprises.licence_until is None:
+        return []
+    de = _metres(st.lon[:, None], st.lat[:, None], enterprises.lon[None, :],
+                 enterprises.lat[None, :])
+    masked = np.where(de <= th.enterprise_radius_m, de, np.inf)
+    nearest = np.argmin(masked, axis=1)
+    has = np.isfinite(masked[np.arange(len(st)), nearest])
+    until = enterprises.licence_until
+    visits: dict[int, list[int]] = {}
+    for r in np.flatnonzero(has).tolist():
+        e = int(nearest[r])
+        if _registration_issues(enterprises, e) or st.arrival[r] >= until[e]:
+            visits.setdefault(e, []).append(r)
+    out = []
+    for e, rows in visits.items():
+        issues = _registration_issues(enterprises, e)
+        expired = [r for r in rows if st.arrival[r] >= until[e]]
+        if expired:
+            issues.append("licence_expired")
+        last = max(rows, key=lambda r: st.arrival[r])
+        out.append(Warning(
+            LICENCE, str(st.vehicle[last]), float(st.arrival[rows].min()),
+            float(st.departure[rows].max()), float(enterprises.lon[e]), float(enterprises.lat[e]),
+            severity=min(3, len(rows)),
+            evidence={"enterprise": str(enterprises.id[e]), "issues": issues,
+                      "visits": len(rows),
+                      "vehicles": sorted({str(st.vehicle[r]) for r in rows}),
+                      "licence_ends_at": None if np.isnan(until[e]) else
+                      datetime.fromtimestamp(float(until[e]), UTC).isoformat()}))
+    return out
+
+
+def black_sites(stays: Sequence[Warning], th: Thresholds) -> list[Warning]:
+    """Nothing-registered stays clustered on a metric grid (cells of `site_cell_m`, touching
+    occupied cells merged, so a spot on a cell edge is one site); a cluster visited on at least
+    `site_min_visits` distinct (vehicle, local day) pairs is a suspected site, severity rising
+    with the visits. The site id is the cell of the stays' centroid: stable while visits add."""
+    rows = [w for w in stays if w.kind == NOTHING_STAY]
+    if not rows:
+        return []
+    lon = np.array([w.lon for w in rows])
+    lat = np.array([w.lat for w in rows])
+    # One scale per city (the whole degree of latitude), so a cell's id never moves.
+    kx = M_PER_DEG_LON_EQ * float(np.cos(np.radians(np.round(np.median(lat)))))
+    ix = np.floor(lon * kx / th.site_cell_m).astype(np.int64)
+    iy = np.floor(lat * M_PER_DEG_LAT / th.site_cell_m).astype(np.int64)
+    cells = list(zip(ix.tolist(), iy.tolist(), strict=True))
+    parent: dict[tuple[int, int], tuple[int, int]] = {c: c for c in cells}
+
+    def root(c: tuple[int, int]) -> tuple[int, int]:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    for cx, cy in list(parent):
+        for n in ((cx + 1, cy - 1), (cx + 1, cy), (cx + 1, cy + 1), (cx, cy + 1)):
+            if n in parent:
+                parent[root(n)] = root((cx, cy))
+    groups: dict[tuple[int, int], list[int]] = {}
+    for r, c in enumerate(cells):
+        groups.setdefault(root(c), []).append(r)
+    tz = ZoneInfo(th.timezone)
+    out = []
+    for members in groups.values():
+        days = {(rows[r].vehicle, datetime.fromtimestamp(rows[r].start, tz).date().isoformat())
+                for r in members}
+        if len(days) < th.site_min_visits:
+            continue
+        x, y = float(lon[members].mean()), float(lat[members].mean())
+        site = f"BW-{int(np.floor(x * kx / th.site_cell_m))}-" \
+               f"{int(np.floor(y * M_PER_DEG_LAT / th.site_cell_m))}"
+        last = max(members, key=lambda r: rows[r].start)
+        out.append(Warning(
+            BLACK_SITE, rows[last].vehicle, min(rows[r].start for r in members),
+            max(rows[r].end for r in members), x, y,
+            severity=min(3, 1 + (len(days) - th.site_min_visits) // 2),
+            evidence={"site": site, "visits": len(days), "stays": len(members),
+                      "vehicles": sorted({v for v, _ in days}),
+                      "days": sorted({d for _, d in days}), "cell_m": th.site_cell_m}))
+    return out
+
+
 def detect_all(tracks: Sequence[Track], licensed: dict[str, bool], stays: Stays,
-               enterprises: Places, pois: Places, th: Thresholds) -> list[Warning]:
-    """Every rule over every vehicle; `tracks` must already be cleaned."""
+               enterprises: Places, pois: Places, th: Thresholds, *,
+               trips: Sequence[Trip] = ()) -> list[Warning]:
+    """Every rule over every vehicle; `tracks` must already be cleaned. `trips` are the
+    declared trips (route deviation is checked only for vehicles that declared one)."""
     out = stay_warnings(stays, enterprises, pois, th)
+    out += black_sites(out, th)
+    out += licence_anomaly(stays, enterprises, th)
+    by_vehicle: dict[str, list[Trip]] = {}
+    for trip in trips:
+        by_vehicle.setdefault(trip.vehicle, []).append(trip)
     for tr in tracks:
         dr = driving_blocks(tr, th)
         out += fatigue(tr, dr, th)
         out += night(tr, dr, th)
         out += non_operating(tr, dr, licensed.get(tr.vehicle, True))
+        out += route_deviation(tr, by_vehicle.get(tr.vehicle, []), th)
     return out
 
 
