@@ -62,7 +62,7 @@ RAW_RECORDS = Subject(
 OBSERVATIONS = Subject(
     "obs.<dataset>", ObservationBatch,
     "Validated, normalised observation batches (GPS fixes, sensor readings).",
-    publishers=("ingestion",), subscribers=("spatiotemporal", "maps"))
+    publishers=("ingestion",), subscribers=("spatiotemporal", "maps", "hazchem"))
 ENTITIES = Subject(
     "entity.<dataset>", EntityBatch,
     "Validated structured records with places (enterprises, POIs, roads, cameras...).",

@@ -25,8 +25,8 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from msgspec import Meta, Struct
 
-from cityos_hazchem import rules
-from cityos_hazchem.reports import to_report
+from cityos_hazchem import live, rules
+from cityos_hazchem.posting import post_warnings
 from cityos_hazchem.rules import Places, Thresholds, Track, Trip
 from cityos_kit.app import create_service_app
 from cityos_kit.auth import AuthPlugin, scope
@@ -316,27 +316,11 @@ async def compute(data: ComputeRequest, state: State, request: Request[Any, Any,
     warnings = rules.detect_all(tracks, licensed, stays, ents, pois, th, trips=trips)
     warnings = [await _intercept(up, data, w, token) if w.kind == rules.ROUTE_DEVIATION else w
                 for w in warnings]
-    posted = await _post(state, warnings) if data.post else 0
+    posted = await post_warnings(state.pool, state.bus, warnings) if data.post else 0
     return ComputeResult(
         warnings=[WarningOut(w.kind, w.vehicle, rules.subject(w), _iso(w.start), _iso(w.end),
                              w.lon, w.lat, w.severity, w.evidence) for w in warnings],
         fixes=sum(len(tr.t) for tr in tracks), stays=len(stays), posted=posted)
-
-
-async def _post(state: State, warnings: list[rules.Warning]) -> int:
-    pool: asyncpg.Pool = state.pool
-    bus: Bus = state.bus
-    posted = 0
-    for w in warnings:
-        report = to_report(w)
-        key = report.idempotency_key or ""
-        new = await pool.fetchval(
-            "INSERT INTO posted_warnings (key, kind, vehicle) VALUES ($1, $2, $3)"
-            " ON CONFLICT (key) DO NOTHING RETURNING true", key, w.kind, rules.subject(w))
-        if new:
-            await bus.publish("reports.system", report, msg_id=key)
-            posted += 1
-    return posted
 
 
 def build_app(settings: Settings, auth: AuthPlugin | None = None,
@@ -346,8 +330,12 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
 
     async def start(app: Litestar, pool: asyncpg.Pool, bus: Bus) -> None:
         b = City(settings.city_dir).bbox
-        app.state.update(pool=pool, bus=bus, upstream=up, thresholds=thresholds or Thresholds(),
+        th = thresholds or live.thresholds_from_env()
+        app.state.update(pool=pool, bus=bus, upstream=up, thresholds=th,
                          bbox=[b.west, b.south, b.east, b.north])
+        options = live.LiveSettings.from_env()
+        app.state.live = await live.start(pool, bus, th, live.places_from(
+            lambda ds, at, token, ent: _places(up, ds, at, token, ent), options), options)
 
     return create_service_app(
         settings, schema=SCHEMA, migrations=MIGRATIONS, route_handlers=[compute], start=start,

@@ -1,0 +1,352 @@
+"""Live warnings: the rules re-run, as fixes arrive, for the vehicles each batch touched.
+
+A durable JetStream consumer per hazardous-vehicle GPS dataset reads the public normalised
+observations (`obs.<dataset>`). Each vehicle keeps the fixes of its last `window_h` hours (raw,
+sorted, duplicate times dropped): enough for the 4-h driving limit and the rest before it, the
+night window and the stays. After each batch, the touched vehicles' windows are cleaned and run
+through `rules.detect_all` with stays from `stays.detect` (the compute endpoint's definition and
+parameters, run here so a stay warns while the vehicle is still there), and every warning not
+seen before is posted by `posting.post_warnings`, as the compute endpoint posts: same idempotency
+keys and the same episode check, so live and re-computed warnings never double. The batch is
+acknowledged only after that bookkeeping committed.
+
+Noise: duplicates are dropped by time, late fixes are merged in time order (a fix older than the
+window is too late to change a live warning and is only counted: the window compute still sees
+it), outliers are dropped by `rules.clean` over the whole window each time, since whether a fix
+is an outlier depends on the fixes on both sides of it. An episode that starts at the window's
+first fix may have begun before it (its start unknown), so it is not warned: it was warned when
+it began, while inside the window.
+
+Restart: state is rebuilt from the observation stream itself (JetStream keeps 7 days): the last
+`replay_h` hours by stored time, up to what the durable consumer had delivered, without posting;
+the durable then resumes, redelivering what was not acknowledged. No other service needs to be up
+for it, and nothing more is persisted than the posted warnings.
+"""
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import nats
+import numpy as np
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Histogram
+
+from cityos_contracts.records import ObservationBatch
+from cityos_contracts.subjects import OBSERVATIONS, STREAMS
+from cityos_hazchem import rules, stays
+from cityos_hazchem.posting import post_warnings
+from cityos_hazchem.rules import Places, Stays, Thresholds, Track
+from cityos_kit.auth import AuthSettings
+from cityos_kit.bus import Bus, Delivery
+from cityos_kit.client_auth import ClientCredentials
+from cityos_kit.config import from_env
+from cityos_kit.telemetry import logger
+
+log = logger("cityos.hazchem.live")
+PREFIX = "CITYOS_HAZCHEM_"
+OBS_STREAM = next(s for s in STREAMS if OBSERVATIONS in s.subjects)
+
+LAG = Histogram("hazchem_live_warning_lag_seconds",
+                "From a batch's arrival on the stream to the post of the warning it raised",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 120))
+FIXES = Counter("hazchem_live_fixes_total", "Fixes taken into the live windows")
+TOO_LATE = Counter("hazchem_live_fixes_too_late_total",
+                   "Fixes older than their vehicle's live window (left to the window compute)")
+POSTED = Counter("hazchem_live_warnings_posted_total", "Live warnings posted", ["kind"])
+
+# Enterprises and POIs, fetched from the spatio-temporal service.
+PlacesSource = Callable[[], Awaitable[tuple[Places, Places]]]
+# (datasets, at, bearer token, enterprises?) -> places: the compute endpoint's entity reader.
+PlacesFetch = Callable[[list[str], datetime, str | None, bool], Awaitable[Places]]
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """`CITYOS_HAZCHEM_*`: which datasets, and how much to keep. Lists are comma-separated."""
+
+    gps_datasets: str = ""  # hazardous-vehicle GPS; empty: no live warnings
+    enterprise_datasets: str = ""
+    poi_datasets: str = ""
+    unlicensed: str = ""  # vehicles not licensed to operate
+    window_h: float = 6.0  # > 4 h driving + 20 min rest, the night window, a stay
+    replay_h: float = 24.0  # rebuilt from the stream on restart
+    places_refresh_s: float = 300.0
+    batch: int = 64  # observation batches per round (a round runs each touched vehicle once)
+
+    @staticmethod
+    def from_env(env: dict[str, str] | None = None, **overrides: Any) -> "LiveSettings":
+        return from_env(LiveSettings, prefix=PREFIX, env=env, **overrides)
+
+    @staticmethod
+    def split(value: str) -> list[str]:
+        return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def thresholds_from_env(env: dict[str, str] | None = None) -> Thresholds:
+    """The rules' thresholds, `CITYOS_HAZCHEM_<FIELD>` (e.g. CITYOS_HAZCHEM_NIGHT_START=01:00)."""
+    return from_env(Thresholds, prefix=PREFIX, env=env)
+
+
+class Window:
+    """One vehicle's recent fixes: sorted by time, one per time."""
+
+    __slots__ = ("horizon", "lat", "lon", "t")
+
+    def __init__(self) -> None:
+        self.t = self.lon = self.lat = np.zeros(0)
+        # An episode starting at or before this may have begun earlier: not warned.
+        self.horizon = -np.inf
+
+    def add(self, t: np.ndarray, lon: np.ndarray, lat: np.ndarray, keep_s: float) -> int:
+        """Merge fixes in; returns how many were too late for the window."""
+        newest = max(float(t.max()), float(self.t[-1]) if len(self.t) else -np.inf)
+        floor = newest - keep_s
+        fresh = t >= floor
+        t_all = np.concatenate((self.t, t[fresh]))
+        order = np.argsort(t_all, kind="stable")  # existing fixes first among equal times
+        t_all = t_all[order]
+        lon_all = np.concatenate((self.lon, lon[fresh]))[order]
+        lat_all = np.concatenate((self.lat, lat[fresh]))[order]
+        keep = np.ones(len(t_all), dtype=bool)
+        keep[1:] = np.diff(t_all) > 0
+        keep &= t_all >= floor
+        if len(self.t) and self.t[0] < floor:
+            self.horizon = max(self.horizon, float(t_all[keep][0]))
+        self.t, self.lon, self.lat = t_all[keep], lon_all[keep], lat_all[keep]
+        return int((~fresh).sum())
+
+    def track(self, vehicle: str) -> Track:
+        return Track(vehicle, self.t, self.lon, self.lat)
+
+
+@dataclass
+class Episodes:
+    """Warnings already posted (or found posted) per vehicle and kind, as time spans: the
+    database is the truth, this saves asking it again for every re-run."""
+
+    spans: dict[tuple[str, str], list[list[float]]] = field(default_factory=dict)
+
+    def known(self, w: rules.Warning) -> bool:
+        for span in self.spans.get((w.vehicle, w.kind), []):
+            if span[0] <= w.end and w.start <= span[1]:
+                span[0], span[1] = min(span[0], w.start), max(span[1], w.end)
+                return True
+        return False
+
+    def add(self, w: rules.Warning) -> None:
+        self.spans.setdefault((w.vehicle, w.kind), []).append([w.start, w.end])
+
+    def forget_before(self, vehicle: str, t: float) -> None:
+        for kind in rules.KINDS:
+            spans = self.spans.get((vehicle, kind))
+            if spans:
+                spans[:] = [s for s in spans if s[1] >= t]
+
+
+def _columns(batches: Sequence[ObservationBatch]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                           np.ndarray, np.ndarray]:
+    """Subjects, epoch seconds, lon, lat of all rows, and each row's batch index."""
+    subj = np.array([s for b in batches for s in b.subject], dtype=str)
+    t = np.array([d.timestamp() for b in batches for d in b.ts], dtype=float)
+    lon = np.array([x for b in batches for x in b.lon], dtype=float)
+    lat = np.array([y for b in batches for y in b.lat], dtype=float)
+    which = np.repeat(np.arange(len(batches)), [len(b.subject) for b in batches])
+    return subj, t, lon, lat, which
+
+
+class LiveWarnings:
+    """Live warnings of one GPS dataset."""
+
+    def __init__(self, dataset: str, pool: asyncpg.Pool, bus: Bus, options: LiveSettings,
+                 th: Thresholds, places: PlacesSource | None) -> None:
+        self.dataset, self.pool, self.bus, self.options, self.th = dataset, pool, bus, options, th
+        self.places_source = places
+        self.keep_s = options.window_h * 3600.0
+        self.unlicensed = set(LiveSettings.split(options.unlicensed))
+        self.windows: dict[str, Window] = {}
+        self.stays: dict[str, Stays] = {}  # per vehicle, as of its window's last change
+        self.episodes = Episodes()
+        self.places: tuple[Places, Places] | None = None if places else (Places.empty(),
+                                                                          Places.empty())
+        self.places_at = -np.inf
+        # After a partial rebuild, a vehicle's history before its first fix here is unknown.
+        self.history_complete = True
+        self.lags: list[float] = []  # seconds, per posted warning (also the LAG histogram)
+        self.posted = 0
+
+    @property
+    def durable(self) -> str:
+        return f"hazchem-live-{self.dataset}"
+
+    @property
+    def subject(self) -> str:
+        return OBSERVATIONS.format(dataset=self.dataset)
+
+    async def start(self) -> None:
+        await self.rebuild()
+        self.bus.consume_batches(OBS_STREAM, self.durable, ObservationBatch, self.handle,
+                                 filter_subject=self.subject, batch=self.options.batch)
+
+    # -- state ----------------------------------------------------------------------------
+    def take(self, batches: Sequence[ObservationBatch]) -> dict[str, np.ndarray]:
+        """Merge the fixes into the windows; returns, per touched vehicle, the row indices."""
+        subj, t, lon, lat, which = _columns(batches)
+        order = np.argsort(subj, kind="stable")
+        names, starts = np.unique(subj[order], return_index=True)
+        ends = np.append(starts[1:], len(order))
+        touched: dict[str, np.ndarray] = {}
+        late = 0
+        for name, a, b in zip(names.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            rows = order[a:b]
+            w = self.windows.get(name)
+            if w is None:
+                w = self.windows[name] = Window()
+                if not self.history_complete:
+                    w.horizon = float(t[rows].min())
+            late += w.add(t[rows], lon[rows], lat[rows], self.keep_s)
+            touched[name] = which[rows]
+        FIXES.inc(len(t))
+        TOO_LATE.inc(late)
+        return touched
+
+    async def rebuild(self) -> int:
+        """Windows from the stream's last `replay_h` hours, up to what the durable consumer had
+        delivered before (the rest it delivers again). Nothing is posted. Returns fixes read."""
+        js = self.bus.js
+        stream = self.bus.stream_name(OBS_STREAM)
+        try:
+            info = await js.consumer_info(stream, self.durable)
+        except NotFoundError:
+            return 0  # first start: the durable reads the stream from its beginning
+        last = info.delivered.stream_seq or 0
+        if last == 0:
+            return 0
+        since = datetime.now(UTC) - timedelta(hours=self.options.replay_h)
+        first = (await js.stream_info(stream)).state.first_seq
+        sub = await js.pull_subscribe(
+            self.bus.subject(self.subject), durable=None, stream=stream,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME,
+                                  opt_start_time=since,
+                                  ack_policy=AckPolicy.NONE))
+        read, seen_first = 0, None
+        decoder = msgspec.json.Decoder(ObservationBatch)
+        try:
+            done = False
+            while not done:
+                try:
+                    msgs = await sub.fetch(256, timeout=1)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    break
+                batches = []
+                for m in msgs:
+                    seq = m.metadata.sequence.stream
+                    seen_first = seq if seen_first is None else seen_first
+                    if seq > last:
+                        done = True
+                        break
+                    batches.append(decoder.decode(m.data))
+                if batches:
+                    self.take(batches)
+                    read += sum(len(b) for b in batches)
+        finally:
+            await sub.unsubscribe()
+        # Replayed from the stream's first message: every vehicle's history is here.
+        self.history_complete = seen_first is not None and seen_first <= first
+        if not self.history_complete:
+            for w in self.windows.values():
+                if len(w.t):
+                    w.horizon = max(w.horizon, float(w.t[0]))
+        log.info("live_rebuilt", dataset=self.dataset, fixes=read, vehicles=len(self.windows),
+                 complete=self.history_complete)
+        return read
+
+    async def _refresh_places(self) -> None:
+        if self.places_source is None or time.monotonic() - self.places_at < \
+                self.options.places_refresh_s:
+            return
+        try:
+            self.places = await self.places_source()
+            self.places_at = time.monotonic()
+        except Exception as exc:  # keep the last places; stays wait for them (below)
+            log.warning("places_unavailable", dataset=self.dataset, error=repr(exc))
+            self.places_at = time.monotonic() - self.options.places_refresh_s + 10.0
+
+    # -- rules ----------------------------------------------------------------------------
+    def detect(self, vehicles: Sequence[str]) -> list[rules.Warning]:
+        """New warnings after these vehicles' windows changed (not known posted, not cut by the
+        window). Stays of every vehicle take part: some rules (licence anomalies, suspected
+        black-workshop sites) look across vehicles."""
+        tracks = [rules.clean(self.windows[v].track(v), self.th) for v in vehicles]
+        for tr in tracks:
+            self.stays[tr.vehicle] = stays.detect(tr)
+        # Without the places every long stay would look like "nothing registered": stays wait
+        # (still in the window) until the places are in.
+        found = stays.concat(list(self.stays.values()) if self.places else [])
+        ents, pois = self.places or (Places.empty(), Places.empty())
+        licensed = {v: v not in self.unlicensed for v in vehicles}
+        out = []
+        for w in rules.detect_all(tracks, licensed, found, ents, pois, self.th):
+            win = self.windows.get(w.vehicle)
+            if (win is None or w.start > win.horizon) and not self.episodes.known(w):
+                out.append(w)
+        return out
+
+    async def handle(self, deliveries: list[Delivery[ObservationBatch]]) -> None:
+        await self._refresh_places()
+        touched = self.take([d.message for d in deliveries])
+        arrived = [d.msg.metadata.timestamp.timestamp() if d.msg.metadata.timestamp
+                   else time.time() for d in deliveries]
+        for w in self.detect(sorted(touched)):
+            if await post_warnings(self.pool, self.bus, [w]):
+                # From the earliest batch of this round with the vehicle in it: an upper bound
+                # of the lag from the fix that completed the warning's evidence.
+                rows = touched.get(w.vehicle)
+                lag = time.time() - (min(arrived[i] for i in rows.tolist()) if rows is not None
+                                     else min(arrived))
+                LAG.observe(lag)
+                self.lags.append(lag)
+                POSTED.labels(w.kind).inc()
+                self.posted += 1
+            self.episodes.add(w)
+        for v in touched:
+            w_ = self.windows[v]
+            if len(w_.t):
+                self.episodes.forget_before(v, float(w_.t[0]))
+
+
+def places_from(fetch: PlacesFetch, options: LiveSettings) -> PlacesSource | None:
+    """The configured enterprise and POI datasets as of now, read with hazchem's own service
+    credentials (CITYOS_CLIENT_ID/SECRET; none: the token-less upstream, e.g. in tests)."""
+    enterprises = LiveSettings.split(options.enterprise_datasets)
+    pois = LiveSettings.split(options.poi_datasets)
+    if not enterprises and not pois:
+        return None
+    client_id = os.environ.get("CITYOS_CLIENT_ID", "")
+    creds = ClientCredentials(AuthSettings.from_env().issuer, client_id,
+                              os.environ.get("CITYOS_CLIENT_SECRET", "")) if client_id else None
+
+    async def load() -> tuple[Places, Places]:
+        token = await creds.token() if creds else None
+        now = datetime.now(UTC)
+        return await fetch(enterprises, now, token, True), await fetch(pois, now, token, False)
+
+    return load
+
+
+async def start(pool: asyncpg.Pool, bus: Bus, th: Thresholds, places: PlacesSource | None,
+                options: LiveSettings | None = None) -> list[LiveWarnings]:
+    """Live warnings for each configured dataset (none when CITYOS_HAZCHEM_GPS_DATASETS is
+    empty), rebuilt and consuming; their consumers run on the bus's tasks and stop with it."""
+    options = options or LiveSettings.from_env()
+    lives = [LiveWarnings(ds, pool, bus, options, th, places)
+             for ds in LiveSettings.split(options.gps_datasets)]
+    for lw in lives:
+        await lw.start()
+    return lives

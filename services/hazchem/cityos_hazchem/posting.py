@@ -1,0 +1,50 @@
+"""Posting warnings to the event hub, once each: shared by the window compute and live warnings.
+
+A warning is new unless its idempotency key was posted, or a posted warning of the same subject
+(the vehicle, or the place) and kind overlaps its time span: the same episode seen again as it
+grew, or after a late fix moved its start. The row and the publish share one transaction: if the
+publish fails the row is rolled back and a retry posts it; if the commit fails after the
+publish, the retry publishes again with the same message id and idempotency key, which
+JetStream and the event hub both drop.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+
+from cityos_hazchem.reports import to_report
+from cityos_hazchem.rules import Warning
+from cityos_kit.bus import Bus
+
+
+def _at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+async def post_warnings(pool: asyncpg.Pool, bus: Bus, warnings: Sequence[Warning]) -> int:
+    """Publish each new warning on `reports.system`; returns how many were new."""
+    posted = 0
+    async with pool.acquire() as conn:
+        for w in warnings:
+            report = to_report(w)
+            key = report.idempotency_key or ""
+            # hazchem:<kind>:<subject>:<start>; the subject is the vehicle, or the place for
+            # warnings about a place.
+            subject = key.split(":", 2)[2].rsplit(":", 1)[0]
+            async with conn.transaction():
+                # One poster at a time per vehicle and kind, so two overlapping warnings posted at
+                # once (compute and live) cannot both find the episode new.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
+                                   f"{subject}\x1f{w.kind}")
+                new = await conn.fetchval(
+                    "INSERT INTO posted_warnings (key, kind, vehicle, starts_at, ends_at)"
+                    " SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS ("
+                    "  SELECT 1 FROM posted_warnings WHERE vehicle = $3 AND kind = $2"
+                    "  AND starts_at < $5 AND ends_at > $4)"
+                    " ON CONFLICT (key) DO NOTHING RETURNING true",
+                    key, w.kind, subject, _at(w.start), _at(w.end))
+                if new:
+                    await bus.publish("reports.system", report, msg_id=key)
+                    posted += 1
+    return posted

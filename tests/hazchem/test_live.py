@@ -1,0 +1,216 @@
+"""Live warnings: observation batches on `obs.<dataset>` (with duplicates, out-of-order and late
+fixes, outliers) become warnings on `reports.system` exactly once, across a restart of the
+consumer, and the same ones a re-computation of the whole day gives.
+
+The hazchem app runs as built for production (`build_app`, its consumer started from the
+CITYOS_HAZCHEM_* settings), reading the places from the spatio-temporal API under test.
+"""
+
+import asyncio
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import nats
+import numpy as np
+import pytest
+from data_platform.conftest import issuer, spatiotemporal  # noqa: F401
+from litestar.testing import AsyncTestClient
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from stquery.conftest import entity, st, store, write_entities  # noqa: F401
+from waiting import eventually
+
+from cityos_contracts.records import ObservationBatch
+from cityos_hazchem import evaluate, rules, scenario, stays
+from cityos_hazchem.app import build_app
+from cityos_hazchem.live import OBS_STREAM
+from cityos_hazchem.rules import Thresholds, Track
+from cityos_kit.auth import AuthPlugin
+from cityos_kit.bus import Bus
+from cityos_spatiotemporal.queries import staypoints
+
+GPS, FIRMS, POIS = "live_gps", "live_firms", "live_pois"
+CORE = (rules.CLOSED_STAY, rules.NOTHING_STAY, rules.FATIGUE, rules.NIGHT, rules.NON_OPERATING)
+DURABLE = f"hazchem-live-{GPS}"
+
+
+WEEK = 7 * 86400.0
+
+
+def renamed(sc: scenario.Scenario) -> scenario.Scenario:
+    """The planted day a week later and under vehicle names of this test's own: the compute
+    test posts the same scenario, and a warning overlapping one already posted (same subject,
+    kind and time) would rightly count as posted."""
+    e = sc.enterprises
+    return replace(sc, tracks=[Track("L-" + t.vehicle, t.t + WEEK, t.lon, t.lat)
+                               for t in sc.tracks],
+                   licensed={"L-" + v: ok for v, ok in sc.licensed.items()},
+                   truth={"L-" + v: k for v, k in sc.truth.items()},
+                   enterprises=replace(e, status_since=e.status_since + WEEK))
+
+
+@pytest.fixture(scope="module")
+async def planted(st: Any, store: Any) -> scenario.Scenario:  # noqa: F811
+    sc = renamed(scenario.generate(copies=1))
+    e = sc.enterprises
+    await write_entities(store, FIRMS, [
+        entity(str(e.id[i]), float(e.lon[i]), float(e.lat[i]), category=str(e.kind[i]),
+               status=str(e.status[i]),
+               **({"valid_from": datetime.fromtimestamp(float(e.status_since[i]), UTC)}
+                  if e.status[i] != "operating" else {}))
+        for i in range(len(e))])
+    p = sc.pois
+    await write_entities(store, POIS, [entity(str(p.id[i]), float(p.lon[i]), float(p.lat[i]),
+                                              category=str(p.kind[i])) for i in range(len(p))])
+    return sc
+
+
+def arrivals(sc: scenario.Scenario, seed: int = 3) -> list[ObservationBatch]:
+    """What a GPS gateway sends: every minute (of fix time) the fixes of that minute, with the
+    scenario's duplicates and outliers, plus 3% of fixes arriving 2-10 minutes late."""
+    rng = np.random.default_rng(seed)
+    rows = [(tr.vehicle, float(t), float(x), float(y)) for tr in sc.tracks
+            for t, x, y in zip(tr.t, tr.lon, tr.lat, strict=True)]
+    sent = np.array([r[1] for r in rows])
+    late = rng.random(len(rows)) < 0.03
+    sent[late] += rng.uniform(120, 600, int(late.sum()))
+    minute = np.floor(sent / 60)
+    batches = []
+    for m in np.unique(minute):
+        idx = rng.permutation(np.flatnonzero(minute == m))  # out of order within a batch too
+        batches.append(ObservationBatch(
+            batch_id=f"live-{int(m)}", dataset=GPS, version=1, owner="JTJ",
+            subject=[rows[i][0] for i in idx],
+            ts=[datetime.fromtimestamp(rows[i][1], UTC) for i in idx],
+            lon=[rows[i][2] for i in idx], lat=[rows[i][3] for i in idx]))
+    return batches
+
+
+def closed_stays(tracks: list[Track]) -> rules.Stays:
+    """The spatio-temporal service's stay points (what the compute endpoint reads)."""
+    p = stays.COMPUTE
+    parts = []
+    for tr in tracks:
+        fx = staypoints.Fixes(np.array([0, len(tr.t)]), tr.t, tr.lon, tr.lat)
+        s, _ = staypoints.detect(fx, staypoints.Params(p.distance_m, p.duration_s, p.max_gap_s))
+        parts.append(rules.Stays(np.array([tr.vehicle] * len(s), dtype=str), s.arrival,
+                                 s.departure, s.lon, s.lat))
+    return stays.concat(parts)
+
+
+async def _reports(bus: Bus) -> list[dict[str, Any]]:
+    sub = await bus.js.pull_subscribe(bus.subject("reports.system"), durable=None,
+                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    found: list[dict[str, Any]] = []
+    try:
+        while True:
+            found += [msgspec.json.decode(m.data) for m in await sub.fetch(200, timeout=1)]
+    except (nats.errors.TimeoutError, TimeoutError):  # no more (nats-py raises either)
+        pass
+    finally:
+        await sub.unsubscribe()
+    return [m for m in found if str(m.get("idempotency_key", "")).startswith("hazchem:")]
+
+
+async def _caught_up(bus: Bus) -> bool:
+    try:
+        info = await bus.js.consumer_info(bus.stream_name(OBS_STREAM), DURABLE)
+    except NotFoundError:  # the consumer's task has not created it yet
+        return False
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+@pytest.fixture(scope="module")
+def live_prefix(nats_prefix: str) -> str:
+    """A namespace of this module's own (removed with the run's: its streams share the prefix),
+    so the compute test's reports and these never mix."""
+    return f"{nats_prefix}.live"
+
+
+@pytest.fixture
+def live_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {"GPS_DATASETS": GPS, "ENTERPRISE_DATASETS": FIRMS,
+                       "POI_DATASETS": POIS, "UNLICENSED": "L-UNLIC-0",
+                       "BATCH": "16"}.items():
+        monkeypatch.setenv(f"CITYOS_HAZCHEM_{key}", value)
+    monkeypatch.delenv("CITYOS_CLIENT_ID", raising=False)
+
+
+def hazchem_app(make_settings: Any, nats_prefix: str, issuer: Any,  # noqa: F811
+                st: Any) -> Any:  # noqa: F811
+    async def upstream(method: str, path: str, body: Any, params: dict[str, str] | None,
+                       token: str | None) -> Any:
+        # The live consumer has no caller's token: the test's issuer stands in for hazchem's
+        # service credentials.
+        token = token or issuer.token(scopes=("stquery:read",))
+        r = await st.request(method, path, json=body, params=params,
+                             headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code < 400, (path, r.text)
+        return r.json()
+
+    settings = replace(make_settings("hazchem"), nats_prefix=nats_prefix)
+    return build_app(settings, auth=AuthPlugin(settings, verifier=issuer.verifier()),
+                     upstream=upstream)
+
+
+async def test_stays_match_the_spatiotemporal_service() -> None:
+    sc = scenario.generate(copies=2, seed=11)
+    th = Thresholds()
+    cleaned = [rules.clean(t, th) for t in sc.tracks]
+    ours = stays.concat([stays.detect(t, replace(stays.COMPUTE, include_last=False))
+                         for t in cleaned])
+    theirs = closed_stays(cleaned)
+    assert len(ours) > 20
+    for f in ("vehicle", "arrival", "departure"):
+        assert np.array_equal(getattr(ours, f), getattr(theirs, f)), f
+    assert np.allclose(ours.lon, theirs.lon) and np.allclose(ours.lat, theirs.lat)
+
+
+async def test_live_warnings_once_across_a_restart(
+        live_env: None, planted: scenario.Scenario, make_settings: Any, issuer: Any,  # noqa: F811
+        st: Any, live_prefix: str) -> None:  # noqa: F811
+    nats_prefix = live_prefix
+    bus = Bus(replace(make_settings("hazchem-test"), nats_prefix=nats_prefix))
+    await bus.connect()
+    batches = arrivals(planted)
+    half = len(batches) // 2
+
+    async def publish(part: list[ObservationBatch]) -> None:
+        for b in part:
+            await bus.publish(f"obs.{GPS}", b, msg_id=b.batch_id)
+
+    # First half, then the consumer stops (its state gone) and a new one goes on.
+    async with AsyncTestClient(hazchem_app(make_settings, nats_prefix, issuer, st), timeout=120) as client:
+        await publish(batches[:half])
+        await eventually(lambda: _caught_up(bus), timeout=120)
+        first = await _reports(bus)
+        assert any(r["idempotency_key"].split(":")[1] in CORE for r in first), \
+            "warnings already in the first half of the day"
+        assert client.app.state.live[0].posted == len(first)
+    async with AsyncTestClient(hazchem_app(make_settings, nats_prefix, issuer, st), timeout=120) as client:
+        lw = client.app.state.live[0]
+        # Rebuilt from the stream: every vehicle of the first half, with all its fixes.
+        assert set(lw.windows) == {v for b in batches[:half] for v in b.subject}
+        assert lw.posted == 0
+        await publish(batches[half:])
+        await publish(batches[half - 5:half + 5])  # a gateway re-sending: duplicates
+        await eventually(lambda: _caught_up(bus), timeout=120)
+        await asyncio.sleep(1.0)
+
+    reports = await _reports(bus)
+    keys = [r["idempotency_key"] for r in reports]
+    assert len(keys) == len(set(keys)), Counter(keys).most_common(3)
+    assert all(r["channel"] == "system" and r["category"] == "0803" for r in reports)
+    got = Counter((k.split(":")[2], k.split(":")[1]) for k in keys
+                  if k.split(":")[1] in CORE)
+    # The planted warnings, each once; the look-alikes and the noise raise nothing.
+    want = {(v, k) for v, kinds in planted.truth.items() for k in kinds if k in CORE}
+    assert set(got) == want
+    # The same warnings (same keys) as re-computing the whole day from the stored fixes.
+    recomputed = evaluate.run(planted, closed_stays)
+    assert sorted(k for k in keys if k.split(":")[1] in CORE) == sorted(
+        f"hazchem:{w.kind}:{w.vehicle}:{int(w.start)}" for w in recomputed if w.kind in CORE)
+    await bus.close()
