@@ -25,8 +25,9 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from msgspec import Meta, Struct
 
-from cityos_hazchem import live, rules
+from cityos_hazchem import live, risk_api, rules
 from cityos_hazchem.posting import post_warnings
+from cityos_hazchem.risk import RiskSettings
 from cityos_hazchem.rules import Places, Thresholds, Track, Trip
 from cityos_kit.app import create_service_app
 from cityos_kit.auth import AuthPlugin, scope
@@ -324,7 +325,8 @@ async def compute(data: ComputeRequest, state: State, request: Request[Any, Any,
 
 
 def build_app(settings: Settings, auth: AuthPlugin | None = None,
-              upstream: Upstream | None = None, thresholds: Thresholds | None = None) -> Litestar:
+              upstream: Upstream | None = None, thresholds: Thresholds | None = None,
+              risk: RiskSettings | None = None, hub: Upstream | None = None) -> Litestar:
     up = upstream or http_upstream(os.environ.get("CITYOS_HAZCHEM_SPATIOTEMPORAL_URL",
                                                   "http://127.0.0.1:8002"))
 
@@ -336,9 +338,12 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
         options = live.LiveSettings.from_env()
         app.state.live = await live.start(pool, bus, th, live.places_from(
             lambda ds, at, token, ent: _places(up, ds, at, token, ent), options), options)
+        risk_api.start(app, pool, City(settings.city_dir), up, _tiles(app.state.bbox),
+                       app.state.bbox, risk, hub)
 
     return create_service_app(
-        settings, schema=SCHEMA, migrations=MIGRATIONS, route_handlers=[compute], start=start,
-        auth=auth, title="CityOS hazardous-chemical supervision",
+        settings, schema=SCHEMA, migrations=MIGRATIONS,
+        route_handlers=[compute, *risk_api.ROUTES], start=start, auth=auth,
+        title="CityOS hazardous-chemical supervision",
         description="危化品全流程监管: warnings from hazardous-goods vehicle tracks, posted to the "
                     "event hub as system reports.")

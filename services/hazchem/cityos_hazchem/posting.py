@@ -38,12 +38,12 @@ async def post_warnings(pool: asyncpg.Pool, bus: Bus, warnings: Sequence[Warning
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
                                    f"{subject}\x1f{w.kind}")
                 new = await conn.fetchval(
-                    "INSERT INTO posted_warnings (key, kind, vehicle, starts_at, ends_at)"
-                    " SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS ("
+                    "INSERT INTO posted_warnings (key, kind, vehicle, starts_at, ends_at, lon, lat)"
+                    " SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS ("
                     "  SELECT 1 FROM posted_warnings WHERE vehicle = $3 AND kind = $2"
                     "  AND starts_at < $5 AND ends_at > $4)"
                     " ON CONFLICT (key) DO NOTHING RETURNING true",
-                    key, w.kind, subject, _at(w.start), _at(w.end))
+                    key, w.kind, subject, _at(w.start), _at(w.end), w.lon, w.lat)
                 if new:
                     await bus.publish("reports.system", report, msg_id=key)
                     posted += 1

@@ -25,7 +25,7 @@ SERVICE_SCOPES: Final[dict[str, tuple[str, ...]]] = {
     "dispatch": ("cases:read", "cases:act", "cases:dispatch", "stquery:read"),
     "review": ("cases:read", "ingest:read", "stquery:read"),
     "maps": ("cases:read", "stquery:read", "review:read", "ingest:read"),
-    "hazchem": ("stquery:read", "cases:report"),
+    "hazchem": ("stquery:read", "cases:report", "cases:read"),  # risk index: past incidents
     "simulator": ("ingest:write", "ingest:admin", "cases:report"),
 }
 
