@@ -60,3 +60,9 @@ def test_text_that_is_not_chinese_goes_to_an_operator(classifier: Classifier) ->
 def test_the_model_can_be_explained(classifier: Classifier) -> None:
     grams = [g for g, _ in classifier.explain("0602", top=30)]
     assert any("油烟" in g or "烟" in g for g in grams)
+
+
+def test_the_fast_scoring_is_the_models_own(classifier: Classifier, places: list[str]) -> None:
+    texts = [t for t, _ in corpus.held_out_examples(places)[:200]] + ["no chinese", "", "垃圾"]
+    expected = classifier.model.predict_proba(classifier.vectorizer.transform(texts))
+    assert abs(classifier.probabilities(texts) - expected).max() < 1e-9

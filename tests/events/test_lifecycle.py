@@ -2,15 +2,20 @@
 their own cases; no lost update under concurrency; the history rebuilt from the stream."""
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from events.conftest import OPERATOR, fresh_point, post_report, report, token
 from litestar.testing import AsyncTestClient
 
-from cityos_contracts.cases import CaseEvent
+from cityos_contracts.cases import CaseEvent, Classification, Location
 from cityos_events.history import replay
+from cityos_events.intake import search_terms
 from cityos_events.lifecycle import fold
+from cityos_events.location import neighbour_cells
+from cityos_events.store import CaseStore, NewReport
+from cityos_kit import db
 from cityos_kit.auth import LocalIssuer
 from cityos_kit.bus import Bus
 
@@ -194,3 +199,47 @@ async def test_events_missed_by_nats_are_relayed(events: AsyncTestClient[Any],
     finally:
         publisher.relay_grace, publisher.relay_every_s = timedelta(seconds=10), 5.0
         await bus.close()
+
+
+async def test_a_merge_choice_made_on_candidates_that_changed_is_made_again(
+        events: AsyncTestClient[Any], make_settings: Any) -> None:
+    """Candidates are read without locks; if a report of the incident is stored before the
+    write takes the locks, the write is refused and the choice made again under them."""
+    first = await post_report(events, report("任港路公交站旁边的窨井盖碎了，一个大洞"))
+    state = events.app.state
+    # The app's own store lives on the client's loop: one of this test's, on the same tables.
+    pool = await db.create_pool(make_settings("events"), "events")
+    store = CaseStore(pool, state.store.categories)
+    text = "任港路公交站旁的窨井盖破了个大洞"
+    location = msgspec.convert(first["location"], Location)
+    second = NewReport(
+        channel="citizen_app", text=text, reported_at=datetime.now(UTC) - timedelta(minutes=2),
+        location=location, classification=msgspec.convert(first["classification"],
+                                                          Classification),
+        confident=True, media=[], category_hint=None, source_ref=None, idempotency_key=None,
+        payload_hash="test", contact=None, bigrams=search_terms(text))
+    assert location.lon is not None and location.lat is not None
+    cells = neighbour_cells(location.lon, location.lat, state.intake.search_radius_m)
+    merger = state.intake.merger
+    try:
+        async with pool.acquire() as conn:
+            # As if the candidates had been read before the first report was stored: none.
+            refused = await store._write(conn, second, None, cells, {}, merger.window,
+                                         merger.closed_window, True)
+        assert refused is None
+        case = (await events.get(f"/cases/{first['case_id']}")).json()["case"]
+        assert case["report_count"] == 1
+        found = await events.get("/cases", params={"text": "旁的窨井盖破了"})
+        assert found.json()["items"] == []
+
+        result = await store.take_in(
+            second, state.intake.search_radius_m, merger.window, merger.closed_window,
+            state.settings.classify_threshold, state.intake._chooser("0301"))
+        assert (result.case_id, result.merged) == (first["case_id"], True)
+        assert [(e.kind, e.seq) for e in result.events] == [("report_added", 3)]
+        detail = (await events.get(f"/cases/{first['case_id']}")).json()
+        assert detail["case"]["report_count"] == 2
+        assert [e["seq"] for e in detail["history"]] == [1, 2, 3]
+        assert msgspec.convert(detail["history"][-1], CaseEvent) == result.events[0]
+    finally:
+        await pool.close()

@@ -29,7 +29,7 @@ from cityos_contracts.cases import (
     ReporterContact,
     ReporterOfReport,
 )
-from cityos_events.lifecycle import FINAL_STATUSES, next_status
+from cityos_events.lifecycle import FINAL_STATUSES, OPEN_STATUSES, next_status
 from cityos_events.location import coarse_cell, neighbour_cells
 from cityos_events.merge import Candidate, Sighting, probabilities
 from cityos_events.privacy import mask
@@ -39,6 +39,10 @@ from cityos_kit import db
 MERGEABLE_PRECISION_M = 1000.0
 COMMAND_CENTER = "CMD"
 _encode = msgspec.json.encode
+_decode_location = msgspec.json.Decoder(Location).decode
+_decode_classification = msgspec.json.Decoder(Classification).decode
+_FINAL = sorted(FINAL_STATUSES)
+_INTAKE_REPORT = "SELECT * FROM intake_report(" + ", ".join(f"${i}" for i in range(1, 42)) + ")"
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise ValueError("malformed cursor") from exc
 
 
+def _sighting(report: NewReport) -> Sighting:
+    """A mergeable report as the merger sees it."""
+    loc = report.location
+    assert loc.lon is not None and loc.lat is not None
+    return Sighting(report.text, loc.lon, loc.lat, loc.precision_m or 0.0, report.reported_at,
+                    report.channel,
+                    report.classification.category if report.confident else None,
+                    probabilities(report.classification))
+
+
 class CaseStore:
     def __init__(self, pool: asyncpg.Pool, categories: dict[str, CategoryInfo]) -> None:
         self.pool = pool
@@ -153,36 +167,86 @@ class CaseStore:
     async def take_in(self, report: NewReport, search_radius_m: float, window: timedelta,
                       closed_window: timedelta, confident_at: float,
                       choose: Callable[[Sighting, list[Candidate]], int | None]) -> IntakeResult:
-        """Store a report: into the case `choose` picks among the candidates, or a new case."""
+        """Store a report: into the case `choose` picks among the candidates, or a new case.
+
+        The candidates are read and chosen among without locks; the write (intake_report,
+        migration 002) takes the cells' locks and goes ahead only if the candidates are still
+        as read, so concurrent reports of other places never wait on each other. If they
+        changed, the choice is made again holding the locks."""
         loc = report.location
         mergeable = loc.lon is not None and loc.lat is not None and \
             (loc.precision_m or 0) <= MERGEABLE_PRECISION_M
-        async with self._transaction() as conn:
-            target: int | None = None
-            if mergeable:
-                assert loc.lon is not None and loc.lat is not None
-                cells = neighbour_cells(loc.lon, loc.lat, search_radius_m)
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(c) FROM unnest($1::bigint[]) AS c ORDER BY c",
-                    cells)
-                sighting = Sighting(report.text, loc.lon, loc.lat, loc.precision_m or 0.0,
-                                    report.reported_at, report.channel,
-                                    report.classification.category if report.confident else None,
-                                    probabilities(report.classification))
-                candidates = await self._candidates(conn, cells, report.reported_at, window,
-                                                    closed_window, confident_at)
-                target = choose(sighting, candidates) if candidates else None
-            if target is None:
-                return await self._open_case(conn, report, mergeable)
-            return await self._add_to_case(conn, target, report)
+        if report.source_ref is not None:
+            async with self._transaction() as conn:
+                target = await self._open_case_of(conn, report)
+                if target is not None or not mergeable:
+                    joined = await self._write(conn, report, target, None, {}, window,
+                                               closed_window, mergeable)
+                    assert joined is not None
+                    return joined
+                return await self._take_in_locked(conn, report, search_radius_m, window,
+                                                  closed_window, confident_at, choose)
+        async with self.pool.acquire() as conn:
+            if not mergeable:  # no candidates, no locks
+                opened = await self._write(conn, report, None, None, {}, window, closed_window,
+                                           mergeable)
+                assert opened is not None
+                return opened
+            assert loc.lon is not None and loc.lat is not None
+            cells = neighbour_cells(loc.lon, loc.lat, search_radius_m)
+            candidates, seen = await self._candidates(conn, cells, report.reported_at, window,
+                                                      closed_window, confident_at)
+            target = choose(_sighting(report), candidates) if candidates else None
+            result = await self._write(conn, report, target, cells, seen, window,
+                                       closed_window, mergeable)
+            if result is not None:
+                return result
+            async with conn.transaction():
+                return await self._take_in_locked(conn, report, search_radius_m, window,
+                                                  closed_window, confident_at, choose)
+
+    async def _take_in_locked(self, conn: asyncpg.Connection, report: NewReport,
+                              search_radius_m: float, window: timedelta,
+                              closed_window: timedelta, confident_at: float,
+                              choose: Callable[[Sighting, list[Candidate]], int | None]
+                              ) -> IntakeResult:
+        """Take in a mergeable report holding its cells' locks to the end of the transaction
+        `conn` is in: nothing can change among its candidates meanwhile."""
+        loc = report.location
+        assert loc.lon is not None and loc.lat is not None
+        cells = neighbour_cells(loc.lon, loc.lat, search_radius_m)
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(c) FROM unnest($1::bigint[]) AS c ORDER BY c", cells)
+        candidates, _ = await self._candidates(conn, cells, report.reported_at, window,
+                                               closed_window, confident_at)
+        target = choose(_sighting(report), candidates) if candidates else None
+        result = await self._write(conn, report, target, None, {}, window, closed_window, True)
+        assert result is not None
+        return result
+
+    async def _open_case_of(self, conn: asyncpg.Connection, report: NewReport) -> int | None:
+        """The open case that already has a report of this channel and `source_ref` (a system's
+        recurring warning, a hotline's ticket): the report joins it wherever and whenever it
+        comes; a closed case is not joined. The (channel, source_ref) stays locked to the end of
+        the transaction, so recurrences racing in open one case between them."""
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+                           report.channel, report.source_ref)
+        with db.span("select", "reports"):
+            found: int | None = await conn.fetchval(
+                "SELECT r.case_id FROM reports r JOIN cases c ON c.case_id = r.case_id"
+                " WHERE r.channel = $1 AND r.source_ref = $2 AND c.status = ANY($3::text[])"
+                " ORDER BY r.reported_at DESC LIMIT 1",
+                report.channel, report.source_ref, sorted(OPEN_STATUSES))
+        return found
 
     async def _candidates(self, conn: asyncpg.Connection, cells: list[int], at: datetime,
                           window: timedelta, closed_window: timedelta,
-                          confident_at: float) -> list[Candidate]:
+                          confident_at: float) -> tuple[list[Candidate], dict[int, int]]:
+        """The cases a report at `at` in `cells` could join, and the version of each."""
         with db.span("select", "cases"):
             rows = await conn.fetch(
-                "SELECT c.case_id, c.category, c.closed_at, s.text, s.location, s.reported_at,"
-                " s.channel, s.classification"
+                "SELECT c.case_id, c.version, c.category, c.closed_at, s.text, s.location,"
+                " s.reported_at, s.channel, s.classification"
                 " FROM cases c CROSS JOIN LATERAL ("
                 "   SELECT r.text, r.location, r.reported_at, r.channel, r.classification"
                 "   FROM reports r"
@@ -192,14 +256,15 @@ class CaseStore:
                 " AND c.first_reported_at <= $2 + $3::interval"
                 " AND c.status <> ALL($4::text[])"
                 " AND (c.closed_at IS NULL OR c.closed_at >= $2 - $5::interval)",
-                cells, at, window, list(FINAL_STATUSES), closed_window)
+                cells, at, window, _FINAL, closed_window)
+        seen = {r["case_id"]: r["version"] for r in rows}
         by_case: dict[int, tuple[Any, list[Sighting]]] = {}
         for r in rows:
-            location = msgspec.json.decode(r["location"], type=Location)
+            location = _decode_location(r["location"])
             if location.lon is None or location.lat is None or \
                     (location.precision_m or 0) > MERGEABLE_PRECISION_M:
                 continue
-            found = msgspec.json.decode(r["classification"], type=Classification)
+            found = _decode_classification(r["classification"])
             own = found.category if found.confidence >= confident_at else None
             entry = by_case.setdefault(r["case_id"], (r, []))
             entry[1].append(Sighting(r["text"], location.lon, location.lat,
@@ -210,80 +275,65 @@ class CaseStore:
             info = self.categories.get(r["category"]) if r["category"] else None
             result.append(Candidate(case_id, r["category"], (info.group,) if info else (),
                                     r["closed_at"], tuple(sightings)))
-        return result
+        return result, seen
 
-    async def _open_case(self, conn: asyncpg.Connection, report: NewReport,
-                         mergeable: bool) -> IntakeResult:
-        loc = report.location
-        info = self.categories.get(report.classification.category or "") \
-            if report.confident else None
-        status = "classified" if info else "received"
-        version = 2 if info else 1
-        accept_due = dispose_due = None
-        if info:
-            accept_due = report.reported_at + timedelta(minutes=info.accept_within_minutes)
-            dispose_due = report.reported_at + timedelta(hours=info.dispose_within_hours)
-        cell = coarse_cell(loc.lon, loc.lat) if mergeable and loc.lon is not None \
-            and loc.lat is not None else None
-        with db.span("insert", "cases"):
-            case_id = await conn.fetchval(
-                "INSERT INTO cases (status, version, title, category, confidence, classified_by,"
-                " needs_operator, department, handling_unit, priority, location, district,"
-                " street, geom, cell, first_reported_at, last_reported_at, report_count,"
-                " channels, accept_due, dispose_due)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13,"
-                " CASE WHEN $14::float8 IS NULL THEN NULL"
-                "      ELSE ST_SetSRID(ST_MakePoint($14, $15), 4326) END,"
-                " $16, $17, $17, 1, ARRAY[$18], $19, $20) RETURNING case_id",
-                status, version, report.text[:120], info.code if info else None,
-                report.classification.confidence if info else None,
-                report.classification.method if info else None,
-                info is None or loc.street is None, info.department if info else None,
-                COMMAND_CENTER, info.priority if info else None, _encode(loc).decode(),
-                loc.district, loc.street, loc.lon, loc.lat, cell, report.reported_at,
-                report.channel, accept_due, dispose_due)
-        report_id = await self._insert_report(conn, case_id, report)
-        events = [new_event(case_id, 1, "received", "received", INTAKE, report_id=report_id,
-                            unit=COMMAND_CENTER, location=loc)]
-        if info:
-            events.append(self._classified_event(case_id, 2, "received", report))
-        await self._append(conn, events)
-        return IntakeResult(report_id, case_id, status, False, events)
-
-    def _classified_event(self, case_id: int, seq: int, from_status: str,
-                          report: NewReport) -> CaseEvent:
-        c = report.classification
-        return new_event(case_id, seq, "classified", "classified", INTAKE,
-                         from_status=from_status, category=c.category, confidence=c.confidence,
-                         classified_by=c.method,
-                         reason=f"rule {c.rule}" if c.rule else f"{c.method} confidence")
-
-    async def _add_to_case(self, conn: asyncpg.Connection, case_id: int,
-                           report: NewReport) -> IntakeResult:
-        row = await conn.fetchrow(
-            "SELECT status, version FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
-        classify = row["status"] == "received" and report.confident and \
-            report.classification.category in self.categories
-        bump = 2 if classify else 1
-        await conn.execute(
-            "UPDATE cases SET version = version + $2, report_count = report_count + 1,"
-            " first_reported_at = least(first_reported_at, $3),"
-            " last_reported_at = greatest(last_reported_at, $3),"
-            " channels = CASE WHEN $4 = ANY(channels) THEN channels"
-            "                 ELSE channels || $4 END, updated_at = now()"
-            " WHERE case_id = $1", case_id, bump, report.reported_at, report.channel)
-        report_id = await self._insert_report(conn, case_id, report)
-        version = row["version"] + 1
-        events = [new_event(case_id, version, "report_added", row["status"], INTAKE,
-                            from_status=row["status"], report_id=report_id,
-                            reason="same incident (text, place, time, category)")]
-        status = row["status"]
-        if classify:
-            events.append(self._classified_event(case_id, version + 1, status, report))
-            status = "classified"
-            await self._set_category(conn, case_id, report.classification, status)
-        await self._append(conn, events)
-        return IntakeResult(report_id, case_id, status, True, events)
+    async def _write(self, conn: asyncpg.Connection, report: NewReport, target: int | None,
+                     cells: list[int] | None, seen: dict[int, int], window: timedelta,
+                     closed_window: timedelta, mergeable: bool) -> IntakeResult | None:
+        """The report into case `target` (None: a new case) in one statement; None if `cells`
+        were given and their candidates are no longer `seen`."""
+        loc, c = report.location, report.classification
+        info = self.categories.get(c.category or "") if report.confident else None
+        contact = report.contact
+        has_contact = contact is not None and any(
+            (contact.name, contact.phone, contact.email, contact.account))
+        received = new_event(0, 1, "received", "received", INTAKE, unit=COMMAND_CENTER,
+                             location=loc)
+        added = new_event(0, 0, "report_added", "received", INTAKE,
+                          reason="same incident (text, place, time, category)")
+        classified = new_event(0, 0, "classified", "classified", INTAKE,
+                               from_status="received", category=c.category,
+                               confidence=c.confidence, classified_by=c.method,
+                               reason=f"rule {c.rule}" if c.rule else f"{c.method} confidence")
+        ids = sorted(seen)
+        with db.span("insert", "reports"):
+            row = await conn.fetchrow(
+                _INTAKE_REPORT,
+                cells, ids, [seen[i] for i in ids], window, closed_window, _FINAL, target,
+                report.channel, report.text, report.reported_at, _encode(loc).decode(),
+                _encode(c).decode(), _encode(report.media).decode(), report.category_hint,
+                report.source_ref, report.idempotency_key, report.payload_hash, report.bigrams,
+                has_contact, contact.name if has_contact and contact else None,
+                contact.phone if has_contact and contact else None,
+                contact.email if has_contact and contact else None,
+                contact.account if has_contact and contact else None,
+                info.code if info else None, c.confidence if info else None,
+                c.method if info else None, info.department if info else None,
+                info.priority if info else None,
+                info.accept_within_minutes if info else None,
+                info.dispose_within_hours if info else None,
+                report.text[:120], info is None or loc.street is None, COMMAND_CENTER,
+                loc.district, loc.street, loc.lon, loc.lat,
+                coarse_cell(loc.lon, loc.lat) if mergeable and loc.lon is not None
+                and loc.lat is not None else None,
+                _encode(received).decode(), _encode(added).decode(),
+                _encode(classified).decode())
+        if row["stale"]:
+            return None
+        case_id, report_id = row["case_id"], row["report_id"]
+        replace = msgspec.structs.replace
+        if target is None:
+            events = [replace(received, case_id=case_id, report_id=report_id)]
+            first_seq = 2
+        else:
+            prev = row["prev_status"]
+            events = [replace(added, case_id=case_id, seq=row["prev_version"] + 1,
+                              report_id=report_id, from_status=prev, to_status=prev)]
+            first_seq = row["prev_version"] + 2
+        if row["classified"]:
+            events.append(replace(classified, case_id=case_id, seq=first_seq,
+                                  from_status=events[0].to_status))
+        return IntakeResult(report_id, case_id, row["status"], target is not None, events)
 
     async def _set_category(self, conn: asyncpg.Connection, case_id: int,
                             classification: Classification, status: str) -> None:
@@ -297,27 +347,6 @@ class CaseStore:
             case_id, status, info.code, classification.confidence, classification.method,
             info.department, info.priority, info.accept_within_minutes,
             info.dispose_within_hours)
-
-    async def _insert_report(self, conn: asyncpg.Connection, case_id: int,
-                             report: NewReport) -> int:
-        with db.span("insert", "reports"):
-            report_id: int = await conn.fetchval(
-                "INSERT INTO reports (case_id, channel, text, reported_at, location,"
-                " classification, media, category_hint, source_ref, idempotency_key,"
-                " payload_hash, bigrams) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb,"
-                " $7::jsonb, $8, $9, $10, $11, $12) RETURNING report_id",
-                case_id, report.channel, report.text, report.reported_at,
-                _encode(report.location).decode(), _encode(report.classification).decode(),
-                _encode(report.media).decode(), report.category_hint, report.source_ref,
-                report.idempotency_key, report.payload_hash, report.bigrams)
-        contact = report.contact
-        if contact is not None and any((contact.name, contact.phone, contact.email,
-                                        contact.account)):
-            await conn.execute(
-                "INSERT INTO reporter_contacts (report_id, name, phone, email, account)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                report_id, contact.name, contact.phone, contact.email, contact.account)
-        return report_id
 
     async def _append(self, conn: asyncpg.Connection, events: Sequence[CaseEvent]) -> None:
         with db.span("insert", "case_events"):  # one round trip for the lot
