@@ -105,22 +105,30 @@ class Window:
         self.horizon = -np.inf
 
     def add(self, t: np.ndarray, lon: np.ndarray, lat: np.ndarray, keep_s: float) -> int:
-        """Merge fixes in; returns how many were too late for the window."""
-        newest = max(float(t.max()), float(self.t[-1]) if len(self.t) else -np.inf)
-        floor = newest - keep_s
+        """Merge fixes in; returns how many were too late (older than the window already was).
+        Nothing is trimmed until the rules ran (`trim`): a round may span more than the window
+        when catching up."""
+        floor = float(self.t[-1]) - keep_s if len(self.t) else -np.inf
         fresh = t >= floor
         t_all = np.concatenate((self.t, t[fresh]))
         order = np.argsort(t_all, kind="stable")  # existing fixes first among equal times
         t_all = t_all[order]
-        lon_all = np.concatenate((self.lon, lon[fresh]))[order]
-        lat_all = np.concatenate((self.lat, lat[fresh]))[order]
         keep = np.ones(len(t_all), dtype=bool)
         keep[1:] = np.diff(t_all) > 0
-        keep &= t_all >= floor
-        if len(self.t) and self.t[0] < floor:
-            self.horizon = max(self.horizon, float(t_all[keep][0]))
-        self.t, self.lon, self.lat = t_all[keep], lon_all[keep], lat_all[keep]
+        self.t = t_all[keep]
+        self.lon = np.concatenate((self.lon, lon[fresh]))[order][keep]
+        self.lat = np.concatenate((self.lat, lat[fresh]))[order][keep]
         return int((~fresh).sum())
+
+    def trim(self, keep_s: float) -> None:
+        """Keep the last `keep_s` seconds; an episode starting at the first fix kept may have
+        begun before it."""
+        if not len(self.t):
+            return
+        i = int(np.searchsorted(self.t, float(self.t[-1]) - keep_s))
+        if i > 0:
+            self.t, self.lon, self.lat = self.t[i:], self.lon[i:], self.lat[i:]
+            self.horizon = max(self.horizon, float(self.t[0]))
 
     def track(self, vehicle: str) -> Track:
         return Track(vehicle, self.t, self.lon, self.lat)
@@ -178,7 +186,8 @@ class LiveWarnings:
         self.places_at = -np.inf
         # After a partial rebuild, a vehicle's history before its first fix here is unknown.
         self.history_complete = True
-        self.lags: list[float] = []  # seconds, per posted warning (also the LAG histogram)
+        # (when, seconds) per posted warning, as the LAG histogram has them
+        self.lags: list[tuple[float, float]] = []
         self.posted = 0
 
     @property
@@ -253,7 +262,8 @@ class LiveWarnings:
                         break
                     batches.append(decoder.decode(m.data))
                 if batches:
-                    self.take(batches)
+                    for v in self.take(batches):
+                        self.windows[v].trim(self.keep_s)
                     read += sum(len(b) for b in batches)
         finally:
             await sub.unsubscribe()
@@ -311,14 +321,14 @@ class LiveWarnings:
                 lag = time.time() - (min(arrived[i] for i in rows.tolist()) if rows is not None
                                      else min(arrived))
                 LAG.observe(lag)
-                self.lags.append(lag)
+                self.lags.append((time.time(), lag))
                 POSTED.labels(w.kind).inc()
                 self.posted += 1
             self.episodes.add(w)
         for v in touched:
-            w_ = self.windows[v]
-            if len(w_.t):
-                self.episodes.forget_before(v, float(w_.t[0]))
+            win = self.windows[v]
+            win.trim(self.keep_s)
+            self.episodes.forget_before(v, win.horizon)
 
 
 def places_from(fetch: PlacesFetch, options: LiveSettings) -> PlacesSource | None:
