@@ -5,13 +5,14 @@ them through the public APIs, `GET /risk` as GeoJSON, and the daily run computin
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import h3
 import numpy as np
 import pytest
-from data_platform.conftest import issuer, spatiotemporal  # noqa: F401
+from data_platform.conftest import eventually, ingestion, issuer, spatiotemporal  # noqa: F401
 from litestar.testing import AsyncTestClient
 from stquery.conftest import entity, st, store, write_entities, write_fixes  # noqa: F401
 
@@ -284,6 +285,7 @@ async def test_compute_and_read_the_index(hazchem: Any, hub: Any, issuer: Any,  
     assert len(sf) == 12 and sf[0]["properties"]["area"] == first["properties"]["street"]
     assert sf[0]["properties"]["name"] and sf[0]["geometry"]["type"] == "Polygon"
     assert streets.json()["units"]["population"] == "residents per km²"
+    assert streets.json()["scales"]["population"] > 0 and streets.json()["scales"] != fc["scales"]
 
 
 async def test_recompute_replaces_the_day(hazchem: Any, issuer: Any,  # noqa: F811
@@ -297,11 +299,14 @@ async def test_recompute_replaces_the_day(hazchem: Any, issuer: Any,  # noqa: F8
     assert n == r.json()["cells"]
 
 
-async def test_reading_needs_the_hazchem_scope(hazchem: Any, issuer: Any) -> None:  # noqa: F811
+async def test_reading_needs_the_hazchem_scope_and_days_must_have_begun(hazchem: Any, issuer: Any) -> None:  # noqa: F811
     r = await hazchem.get("/risk", headers=_headers(issuer, "stquery:read", "cases:read"))
     assert r.status_code == 403, r.text
     r = await hazchem.post("/risk/compute", json={}, headers=_headers(issuer, "stquery:read"))
     assert r.status_code == 403, r.text
+    future = await hazchem.post("/risk/compute", json={"day": "2099-01-01"},
+                                headers=_headers(issuer, *READER))
+    assert future.status_code == 400 and "not begun" in future.text
     missing = await hazchem.get("/risk", params={"day": "2001-01-01"},
                                 headers=_headers(issuer, "hazchem:read"))
     assert missing.status_code == 404, missing.text
@@ -334,3 +339,27 @@ async def test_the_daily_run_computes_a_day_once(hazchem: Any, issuer: Any,  # n
     assert len(calls) == 1
     assert await svc.pool.fetchval("SELECT computed_at FROM risk_runs WHERE day = $1",
                                    day) == stored["computed_at"]
+
+
+async def test_the_population_layer_loads_through_ingestion(ingestion: Any, st: Any) -> None:  # noqa: F811
+    """How a city loads its own layer: register the dataset, push the CSV; the index then reads
+    it from the spatio-temporal entity listing."""
+    data = Path(population.__file__).parent / "data"
+    r = await ingestion.post("/datasets", content=(data / "population_dataset.json").read_bytes(),
+                             headers={"content-type": "application/json"})
+    assert r.status_code in (200, 201), r.text
+    csv_body = (data / "population_demo.csv").read_bytes()
+    rows = csv_body.decode().count("\n") - 1
+    pushed = await ingestion.post("/datasets/population/records", content=csv_body,
+                                  headers={"content-type": "text/csv"})
+    assert pushed.status_code == 200, pushed.text
+    assert (pushed.json()["accepted"], pushed.json()["rejected"]) == (rows, 0)
+
+    async def listed() -> list[Any]:
+        fc = (await st.get("/datasets/population/entities",
+                           params={"at": _local(DAY, 24).isoformat(), "limit": 10000})).json()
+        return fc["features"] if len(fc["features"]) == rows else []
+
+    features = await eventually(listed, timeout=60)
+    assert sum(f["properties"]["attrs"]["population"] for f in features) == sum(
+        r["population"] for r in population.generate(City(DEFAULT_CITY_DIR).divisions))

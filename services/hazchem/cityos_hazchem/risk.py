@@ -24,8 +24,9 @@ so large and small streets compare. Everything here is pure: no network, no data
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import h3
 import numpy as np
@@ -90,7 +91,7 @@ class RiskSettings:
     daily_at: str = "01:00"
     timezone: str = "Asia/Shanghai"
     daily: bool = True
-    tick_s: float = 60.0
+    tick_s: float = 300.0  # how often the timer looks (and retries a day that failed)
     # The event hub's base URL (the Kubernetes Service `events` by default).
     events_url: str = "http://events"
 
@@ -109,7 +110,10 @@ class RiskSettings:
             raise ValueError("risk weights must be >= 0 and not all 0")
         if not 0 < self.scale_quantile <= 1:
             raise ValueError("CITYOS_HAZCHEM_RISK_SCALE_QUANTILE must be in (0, 1]")
-        _pairs(self.kind_weights), _pairs(self.status_weights)
+        for text in (self.kind_weights, self.status_weights):
+            _pairs(text)
+        time.fromisoformat(self.daily_at)
+        ZoneInfo(self.timezone)
 
     @staticmethod
     def listed(text: str) -> list[str]:

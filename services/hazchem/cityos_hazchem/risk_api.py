@@ -24,7 +24,7 @@ import httpx
 import msgspec
 from litestar import Litestar, Request, get, post
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import Parameter
 
 from cityos_contracts.hazchem import (
@@ -107,7 +107,7 @@ class RiskService:
                                s.weights(), s.scale_quantile)
         computed_at = datetime.now(UTC)
         cell_rows = self._rows(day, "cell", by_cell)
-        await self._store(day, computed_at, trigger, read, by_cell,
+        await self._store(day, computed_at, trigger, read, {"cell": by_cell, "street": by_street},
                           cell_rows + self._rows(day, "street", by_street))
         return RiskRun(day=day, computed_at=computed_at, trigger=trigger, cells=len(cells),
                        streets=len(streets), read=read,
@@ -129,10 +129,11 @@ class RiskService:
         return rows
 
     async def _store(self, day: date, computed_at: datetime, trigger: str, read: dict[str, int],
-                     by_cell: Breakdown, rows: list[dict[str, Any]]) -> None:
+                     levels: dict[str, Breakdown], rows: list[dict[str, Any]]) -> None:
         s = self.settings
         params = {"h3_resolution": s.h3_resolution, "weights": s.weights(),
-                  "scales": dict(zip(FACTORS, by_cell.scales.tolist(), strict=True)),
+                  "scales": {level: dict(zip(FACTORS, b.scales.tolist(), strict=True))
+                             for level, b in levels.items()},
                   "windows_days": _windows(s), "scale_quantile": s.scale_quantile}
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM risk_runs WHERE day = $1", day)
@@ -163,7 +164,7 @@ class RiskService:
         return RiskMap(
             day=run["day"], level=level, computed_at=run["computed_at"],
             h3_resolution=params["h3_resolution"], weights=params["weights"],
-            scales=params["scales"] if level == "cell" else {}, units=units,
+            scales=params["scales"][level], units=units,
             windows_days=params["windows_days"],
             features=[RiskFeature(geometry=msgspec.json.decode(r["geometry"]), properties=_props(r))
                       for r in rows])
@@ -205,8 +206,10 @@ async def compute_risk(state: State, request: Request[Any, Any, Any],
     """Recompute a day's risk index now (default yesterday, local), reading the platform's APIs
     as the caller (who needs `stquery:read` and `cases:read` too); replaces the stored day."""
     svc: RiskService = state.risk
-    day = (data.day if data else None) or (
-        datetime.now(ZoneInfo(svc.settings.timezone)).date() - timedelta(days=1))
+    today = datetime.now(ZoneInfo(svc.settings.timezone)).date()
+    day = (data.day if data else None) or today - timedelta(days=1)
+    if day > today:
+        raise ClientException(detail=f"{day} has not begun yet (today is {today} in the city)")
     return await svc.compute(day, _bearer(request), "request")
 
 
