@@ -42,6 +42,22 @@ def test_precision_recall_f1_per_kind(seed: int) -> None:
         assert min(s.precision, s.recall, s.f1) >= 0.95, s.line()
 
 
+@pytest.mark.parametrize("seed", [7, 11])
+def test_lost_fixes_neither_create_nor_hide_warnings(seed: int) -> None:
+    """Another 10% of every track's fixes lost at random (on top of the scenario's duplicates,
+    late fixes, outliers and silent terminals): the same subjects warn of the same kinds."""
+    sc = scenario.generate(seed=seed)
+    clean_got = {(evaluate.subject(sc, w), w.kind) for w in evaluate.run(sc, service_stays)}
+    rng = np.random.default_rng(seed)
+    lossy = []
+    for tr in sc.tracks:
+        keep = rng.random(len(tr.t)) > 0.10
+        lossy.append(Track(tr.vehicle, tr.t[keep], tr.lon[keep], tr.lat[keep]))
+    sc.tracks = lossy
+    got = {(evaluate.subject(sc, w), w.kind) for w in evaluate.run(sc, service_stays)}
+    assert got == clean_got
+
+
 def test_generator_is_deterministic() -> None:
     a, b = scenario.generate(copies=2), scenario.generate(copies=2)
     assert [t.vehicle for t in a.tracks] == [t.vehicle for t in b.tracks]
