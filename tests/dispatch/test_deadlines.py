@@ -54,12 +54,21 @@ async def test_a_missed_acceptance_is_reminded_then_escalated(
     assert escalation.escalated_to == ["HWC", "CMD"]  # the branch's city unit, the center
     reminded = [e for e in watcher.dispatch_events(case_id) if e.kind == "reminded"]
     assert reminded and reminded[0].deadline == "accept" and reminded[0].at < escalation.at
+    # The event goes out before the timer's transaction (hub call included) commits.
+    async def on_case() -> list[Any]:
+        history = (await events.get(f"/cases/{case_id}")).json()["history"]
+        return [e for e in history if e["kind"] == "escalated"]
+
+    (on_hub,) = await eventually(on_case)
+    assert "HWC, CMD" in on_hub["reason"]
     history = (await events.get(f"/cases/{case_id}")).json()["history"]
-    on_case = [e for e in history if e["kind"] == "escalated"]
-    assert len(on_case) == 1 and "HWC, CMD" in on_case[0]["reason"]
     assert history[-1]["to_status"] == "dispatched"  # escalation changes no status
-    listed = (await dispatch.get("/escalations", params={"to": "HWC"})).json()
-    assert case_id in {e["case_id"] for e in listed}
+
+    async def listed() -> set[int]:
+        found = (await dispatch.get("/escalations", params={"to": "HWC"})).json()
+        return {e["case_id"] for e in found} & {case_id}
+
+    await eventually(listed)
     assert (await dispatch.get(f"/assignments/{case_id}")).json()["escalations"] >= 1
 
 

@@ -7,6 +7,7 @@ that keeps failing, goes to the dead-letter subject with the reason instead of l
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,11 +180,17 @@ class Bus:
         batch: int = 16,
         max_deliver: int = 8,
         ack_wait_s: float | None = None,
+        parallel: int = 1,
     ) -> None:
-        """Run `handler` on each message of a durable pull consumer, in the background."""
+        """Run `handler` on each message of a durable pull consumer, in the background.
+
+        `parallel` > 1: up to that many messages are handled at once, but one subject's in
+        stream order, each after the one before (a subject per entity, `cases.events.<id>`:
+        a slow case holds up only its own later events, not every other case's).
+        """
         self._tasks.append(asyncio.create_task(
             self._consume_loop(stream, durable, message_type, handler, filter_subject, batch,
-                               max_deliver, ack_wait_s),
+                               max_deliver, ack_wait_s, parallel=parallel),
             name=f"consume:{durable}",
         ))
 
@@ -216,7 +223,7 @@ class Bus:
     async def _consume_loop(
         self, stream: Stream, durable: str, message_type: type[T], handler: Handler[T],
         filter_subject: str | None, batch: int, max_deliver: int, ack_wait_s: float | None,
-        batch_handler: BatchHandler[T] | None = None,
+        batch_handler: BatchHandler[T] | None = None, parallel: int = 1,
     ) -> None:
         subject = self.subject(filter_subject) if filter_subject else None
         config = ConsumerConfig(
@@ -228,22 +235,31 @@ class Bus:
             subject or "", durable=durable, stream=self.stream_name(stream), config=config
         )
         decoder = msgspec.json.Decoder(message_type)
-        while not self._stopping.is_set():
-            try:
-                msgs = await sub.fetch(batch, timeout=1)
-            except (nats.errors.TimeoutError, TimeoutError):  # nothing to do (nats-py raises
-                continue                                       # either, depending on timing)
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
-                return
-            except Exception as exc:  # a consumer must outlive a hiccup of the server
-                log.warning("fetch_failed", durable=durable, error=repr(exc))
-                await asyncio.sleep(1)
-                continue
-            if batch_handler is not None and len(msgs) > 1 and await self._handle_batch(
-                    msgs, decoder, batch_handler):
-                continue
-            for msg in msgs:
-                await self._handle(msg, decoder, handler, max_deliver)
+        lanes = _Lanes(parallel) if parallel > 1 else None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msgs = await sub.fetch(batch, timeout=1)
+                except (nats.errors.TimeoutError, TimeoutError):  # nothing to do (nats-py raises
+                    continue                                       # either, depending on timing)
+                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+                    return
+                except Exception as exc:  # a consumer must outlive a hiccup of the server
+                    log.warning("fetch_failed", durable=durable, error=repr(exc))
+                    await asyncio.sleep(1)
+                    continue
+                if batch_handler is not None and len(msgs) > 1 and await self._handle_batch(
+                        msgs, decoder, batch_handler):
+                    continue
+                for msg in msgs:
+                    if lanes is None:
+                        await self._handle(msg, decoder, handler, max_deliver)
+                    else:
+                        await lanes.start(msg.subject, functools.partial(
+                            self._handle, msg, decoder, handler, max_deliver))
+        finally:
+            if lanes is not None:
+                await lanes.cancel()
 
     async def _handle_batch(self, msgs: list[Msg], decoder: msgspec.json.Decoder[T],
                             handler: BatchHandler[T]) -> bool:
@@ -305,3 +321,42 @@ class Bus:
 def current_trace_id() -> str:
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else ""
+
+
+class _Lanes:
+    """Handlers running side by side, at most `width`; those of one key one after another, in
+    the order they were started. A handler settles its own message (ack, nak or dead letter),
+    so the next of its key starts whatever the outcome."""
+
+    def __init__(self, width: int) -> None:
+        self._slots = asyncio.Semaphore(width)
+        self._last: dict[str, asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def start(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Returns once `work` has a slot (waiting for a free one: back-pressure on fetch)."""
+        await self._slots.acquire()
+        task = asyncio.create_task(self._after(self._last.get(key), work))
+        self._last[key] = task
+        self._running.add(task)
+        task.add_done_callback(functools.partial(self._done, key))
+
+    @staticmethod
+    async def _after(before: "asyncio.Task[None] | None", work: Callable[[], Awaitable[None]]
+                     ) -> None:
+        if before is not None:
+            await asyncio.wait([before])
+        await work()
+
+    def _done(self, key: str, task: "asyncio.Task[None]") -> None:
+        self._slots.release()
+        self._running.discard(task)
+        if self._last.get(key) is task:
+            del self._last[key]
+
+    async def cancel(self) -> None:
+        """Stopping: the running handlers hand their messages back (nak)."""
+        running = set(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

@@ -585,7 +585,7 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
         http = hub_http or hub_client(options)
         dispatcher = Dispatcher(pool, store, EventHub(http), Journal(bus), units, options)
         positions = Positions(bus, store, options)
-        timers = TimerLoop(pool, store, dispatcher.fire, options.tick_s)
+        timers = TimerLoop(pool, store, dispatcher.remind, dispatcher.fire, options.tick_s)
         app.state.update(dispatcher=dispatcher, positions=positions, timers=timers,
                          roster=Roster(store))
         start_consumers(bus, dispatcher)

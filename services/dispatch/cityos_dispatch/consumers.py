@@ -17,6 +17,8 @@ def start_consumers(bus: Bus, dispatcher: Dispatcher) -> None:
         await dispatcher.on_case_event(event)
 
     # One message per fetch: nats-py's fetch of n waits (up to its timeout) for n messages
-    # once the first has come, so an acceptance could sit there behind a quiet stream.
+    # once the first has come, so an acceptance could sit there behind a quiet stream. Cases
+    # side by side (a subject per case): an acceptance waits for no other case's events.
     bus.consume(_STREAM, DURABLE, CaseEvent, on_case_event,
-                filter_subject=CASE_EVENTS.wildcard(), batch=1, max_deliver=50)
+                filter_subject=CASE_EVENTS.wildcard(), batch=1, max_deliver=50,
+                parallel=dispatcher.settings.consumer_parallel)

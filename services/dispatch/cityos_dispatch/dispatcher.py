@@ -7,6 +7,7 @@ an HTTP action feeds it the history the hub answered with, so the caller sees th
 once and the later delivery of the same events is a no-op.
 """
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +40,9 @@ RULES_TTL_S = 2.0  # other replicas' rule edits show up within this
 HUB_ACTIONS = {"accept": "start", "return": "return", "handled": "finish", "progress": "note",
                "extension": "note"}
 OPEN_STATES = ("dispatched", "accepted")
+# The case events that change the current round of handling (besides `dispatched`).
+ROUND_EVENTS = frozenset({"started", "handled", "reworked", "returned", "closed", "rejected",
+                          "merged"})
 
 
 class Forbidden(Exception):
@@ -102,10 +106,11 @@ class Dispatcher:
                              rule_id=rule.rule_id, rule_version=rule.version,
                              reason=f"rule {rule.rule_id} v{rule.version}: {r.description}")
 
-    async def route(self, conn: asyncpg.Connection, event: CaseEvent) -> None:
-        """An accepted case: decide, and dispatch it through the hub (expected_version guards
-        against a case the center changed meanwhile)."""
-        case = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", event.case_id)
+    async def route(self, conn: asyncpg.Connection, event: CaseEvent,
+                    case: dict[str, Any]) -> None:
+        """An accepted case (`case`: its projection as just saved): decide, and dispatch it
+        through the hub (expected_version guards against a case the center changed meanwhile).
+        """
         try:
             decision = await self.decide(conn, case, event.at)
         except RuleError as exc:
@@ -131,9 +136,15 @@ class Dispatcher:
                     ) -> list[CaseEvent]:
         """Fold new events of one case into the projection, assignments and timers; returns
         the events applied (none if all were seen)."""
+        applied, _ = await self._apply(conn, source)
+        return applied
+
+    async def _apply(self, conn: asyncpg.Connection, source: CaseDetail | list[CaseEvent]
+                     ) -> tuple[list[CaseEvent], dict[str, Any]]:
+        """`apply`, also returning the case's projection as saved."""
         events = source.history if isinstance(source, CaseDetail) else source
         if not events:
-            return []
+            return [], {}
         case_id = events[0].case_id
         row = await self.store.lock_case(conn, case_id)
         case = dict(row)
@@ -158,13 +169,15 @@ class Dispatcher:
             applied.append(event)
         if applied or isinstance(source, CaseDetail):
             await self.store.save_case(conn, case)
-        return applied
+        return applied, case
 
     async def _on_event(self, conn: asyncpg.Connection, case: dict[str, Any],
                         event: CaseEvent) -> None:
         kind, case_id = event.kind, event.case_id
         if kind == "dispatched" and event.unit:
             await self._start_round(conn, case, event)
+            return
+        if kind not in ROUND_EVENTS:  # no read of the assignment for the many that pass by
             return
         current = await self.store.current(conn, case_id)
         if current is None:
@@ -231,34 +244,33 @@ class Dispatcher:
 
         async with self.pool.acquire() as conn, conn.transaction():
             try:
-                applied = await self.apply(conn, [event])
+                applied, case = await self._apply(conn, [event])
             except Gap:
-                applied = await self.apply(conn, await self.hub.case(event.case_id))
-            if not applied:
-                return
-            version = await conn.fetchval("SELECT version FROM cases WHERE case_id = $1",
-                                          event.case_id)
+                applied, case = await self._apply(conn, await self.hub.case(event.case_id))
             for e in applied:
-                if e.kind == "accepted" and e.seq == version and self.settings.auto_dispatch:
-                    await self.route(conn, e)  # (still accepted)
+                if e.kind == "accepted" and e.seq == case["version"] and \
+                        self.settings.auto_dispatch:
+                    await self.route(conn, e, case)  # (still accepted)
                 elif e.kind == "closed":
                     await send_feedback(self, conn, e)
 
     # -- deadlines ------------------------------------------------------------------------------
 
+    async def remind(self, due: list[Any]) -> None:
+        """A batch of due reminders (DispatchStore.due_reminders): those whose round still
+        waits for the deadline are published, all at once."""
+        await asyncio.gather(*(self.journal.record(
+            r["case_id"], "reminded", event_id=f"reminded-{r['timer_id']}", unit=r["unit"],
+            round_seq=r["round_seq"], deadline=r["deadline"], due=r["due"],
+            reason=f"{r['deadline']} deadline is near") for r in due if r["live"]))
+
     async def fire(self, conn: asyncpg.Connection, timer: DueTimer) -> None:
+        """A missed deadline: escalated, if its round still waits for it."""
         current = await self.store.current(conn, timer.case_id)
         live = current is not None and current.round_seq == timer.round_seq and (
             current.state == "dispatched" if timer.deadline == "accept"
             else current.state in OPEN_STATES)
         if not live:
-            return
-        if timer.remind:
-            await self.journal.record(
-                timer.case_id, "reminded", event_id=f"reminded-{timer.timer_id}",
-                unit=timer.unit, round_seq=timer.round_seq, deadline=timer.deadline,
-                due=_due(current, timer.deadline),
-                reason=f"{timer.deadline} deadline is near")
             return
         targets = self.units.escalation_targets(timer.unit)
         escalation = Escalation(case_id=timer.case_id, round_seq=timer.round_seq,
@@ -372,12 +384,6 @@ class Dispatcher:
         found = await self.store.current(self.pool, case_id)
         assert found is not None
         return found
-
-
-def _due(a: Assignment | None, deadline: str) -> datetime | None:
-    if a is None:
-        return None
-    return a.accept_due if deadline == "accept" else a.dispose_due
 
 
 def _now() -> datetime:

@@ -150,11 +150,11 @@ class DispatchStore:
     # -- the case projection --------------------------------------------------------------------
 
     async def lock_case(self, conn: asyncpg.Connection, case_id: int) -> Any:
-        """The case's row, locked for this transaction (inserted blank if new)."""
-        await conn.execute(
-            "INSERT INTO cases (case_id, version, status) VALUES ($1, 0, 'received')"
-            " ON CONFLICT DO NOTHING", case_id)
-        return await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+        """The case's row, locked for this transaction (inserted blank if new): one statement,
+        as the conflict's no-op update takes the row lock."""
+        return await conn.fetchrow(
+            "INSERT INTO cases AS c (case_id, version, status) VALUES ($1, 0, 'received')"
+            " ON CONFLICT (case_id) DO UPDATE SET version = c.version RETURNING *", case_id)
 
     async def save_case(self, conn: asyncpg.Connection, case: dict[str, Any]) -> None:
         await conn.execute(
@@ -253,27 +253,25 @@ class DispatchStore:
             " AND cancelled_at IS NULL AND ($2::text IS NULL OR deadline = $2)",
             case_id, deadline)
 
-    async def due_timers(self, conn: asyncpg.Connection, limit: int) -> list[Any]:
-        """Due timers, locked: replicas share the work (SKIP LOCKED), none fires twice."""
+    async def due_reminders(self, conn: asyncpg.Connection, limit: int) -> list[Any]:
+        """Due reminders, locked (replicas share them: SKIP LOCKED), each with `live`: its
+        round is current and still waits for that deadline; and that deadline (`due`)."""
         with db.span("select", "timers"):
             rows: list[Any] = await conn.fetch(
-                "SELECT * FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
-                " AND due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
+                "SELECT t.timer_id, t.case_id, t.round_seq, t.deadline, t.unit,"
+                " CASE t.deadline WHEN 'accept' THEN a.accept_due ELSE a.dispose_due END AS due,"
+                " coalesce(a.round_seq = t.round_seq AND CASE t.deadline"
+                "  WHEN 'accept' THEN a.state = 'dispatched'"
+                "  ELSE a.state IN ('dispatched', 'accepted') END, false) AS live"
+                " FROM timers t LEFT JOIN assignments a ON a.case_id = t.case_id AND a.current"
+                " WHERE t.remind AND t.fired_at IS NULL AND t.cancelled_at IS NULL"
+                " AND t.due_at <= now() ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
+                limit)
             return rows
 
     async def fired(self, conn: asyncpg.Connection, timer_ids: list[int]) -> None:
         await conn.execute("UPDATE timers SET fired_at = now() WHERE timer_id = ANY($1)",
                            timer_ids)
-
-    async def next_due(self) -> datetime | None:
-        due: datetime | None = await self.pool.fetchval(
-            "SELECT min(due_at) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL")
-        return due
-
-    async def live_timers(self) -> int:
-        n: int = await self.pool.fetchval(
-            "SELECT count(*) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL")
-        return n
 
     async def record_escalation(self, conn: asyncpg.Connection, e: Escalation) -> bool:
         inserted = await conn.fetchval(

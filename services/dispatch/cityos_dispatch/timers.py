@@ -5,8 +5,12 @@ case's priority was raised above the category's (an emergency), and counted from
 Timers are rows in Postgres: a dispatch that restarts, or another replica, fires them when
 they fall due; `SKIP LOCKED` lets replicas share the work without firing one twice.
 
-Lock order is always the case's row, then its timers (as the case-event consumer does), so the
-loop and the consumer never deadlock.
+Reminders go in batches: one statement locks up to a few hundred due ones with what their
+rounds stand at, their events are published together, one statement marks them fired. They
+lock no case row and wait for no lock (SKIP LOCKED), so the consumer at most waits for such a
+batch to commit. A deadline escalates through the hub, one by one, and there the lock order is
+the case's row, then its timers (as the consumer's), so the loop and the consumer never
+deadlock.
 """
 
 import asyncio
@@ -60,20 +64,23 @@ class DueTimer:
     case_id: int
     round_seq: int
     deadline: str
-    remind: bool
     unit: str
     due_at: datetime
 
 
 Fire = Callable[[asyncpg.Connection, DueTimer], Awaitable[None]]
+Remind = Callable[[list[Any]], Awaitable[None]]
 
 
 class TimerLoop:
-    """Fires due timers every `tick_s`; `fire(conn, timer)` runs in the timer's transaction."""
+    """Fires due timers every `tick_s`: `remind(rows)` with a batch of due reminders (rows of
+    DispatchStore.due_reminders) in their transaction, `fire(conn, timer)` with a deadline in
+    the timer's transaction."""
 
-    def __init__(self, pool: asyncpg.Pool, store: DispatchStore, fire: Fire,
+    def __init__(self, pool: asyncpg.Pool, store: DispatchStore, remind: Remind, fire: Fire,
                  tick_s: float) -> None:
-        self.pool, self.store, self.fire, self.tick_s = pool, store, fire, tick_s
+        self.pool, self.store, self.tick_s = pool, store, tick_s
+        self.remind, self.fire = remind, fire
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -99,11 +106,17 @@ class TimerLoop:
             await asyncio.sleep(self.tick_s)
 
     async def fire_due(self, limit: int = 200) -> int:
-        """Fire up to `limit` due timers; returns how many were handled."""
+        """Fire up to `limit` due reminders and `limit` due deadlines; returns how many were
+        handled."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            reminders = await self.store.due_reminders(conn, limit)
+            if reminders:
+                await self.remind(reminders)
+                await self.store.fired(conn, [r["timer_id"] for r in reminders])
         candidates = await self.pool.fetch(
             "SELECT * FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
-            " AND due_at <= now() ORDER BY due_at LIMIT $1", limit)
-        handled = 0
+            " AND NOT remind AND due_at <= now() ORDER BY due_at LIMIT $1", limit)
+        handled = len(reminders)
         for row in candidates:
             try:
                 handled += await self._fire_one(row)
@@ -124,6 +137,6 @@ class TimerLoop:
                 return 0
             await self.fire(conn, DueTimer(
                 still["timer_id"], still["case_id"], still["round_seq"], still["deadline"],
-                still["remind"], still["unit"], still["due_at"]))
+                still["unit"], still["due_at"]))
             await self.store.fired(conn, [still["timer_id"]])
             return 1
