@@ -144,6 +144,23 @@ def test_the_demo_population_layer_covers_every_street() -> None:
     assert near["population"] > np.quantile(people, 0.9)  # the old town is dense
 
 
+def test_a_city_tunes_the_model_through_its_environment() -> None:
+    s = RiskSettings.from_env({"CITYOS_HAZCHEM_RISK_WEIGHT_TRAFFIC": "60",
+                               "CITYOS_HAZCHEM_RISK_H3_RESOLUTION": "7",
+                               "CITYOS_HAZCHEM_RISK_KIND_WEIGHTS": "producer=3",
+                               "CITYOS_HAZCHEM_GPS_DATASETS": "hz_gps,hz_gps_2"})
+    s.check()
+    assert s.weights()["traffic"] == 60.0 and s.h3_resolution == 7
+    assert s.gps_datasets == "hz_gps,hz_gps_2"  # the live warnings' datasets by default
+    assert risk.enterprise_weights(["producer"], ["operating"], [None], DAY, s).tolist() == [3.0]
+    for bad in ({"CITYOS_HAZCHEM_RISK_WEIGHT_TRAFFIC": "-1"},
+                {"CITYOS_HAZCHEM_RISK_H3_RESOLUTION": "12"},
+                {"CITYOS_HAZCHEM_RISK_STATUS_WEIGHTS": "closed"},
+                {"CITYOS_HAZCHEM_RISK_DAILY_AT": "25:00"}):
+        with pytest.raises(ValueError):
+            RiskSettings.from_env(bad).check()
+
+
 # -- the service -----------------------------------------------------------------------------
 
 

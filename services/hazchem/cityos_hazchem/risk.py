@@ -23,7 +23,7 @@ so large and small streets compare. Everything here is pure: no network, no data
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -55,6 +55,12 @@ def _pairs(text: str) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class _Datasets:
+    gps_datasets: str = ""
+    enterprise_datasets: str = ""
+
+
+@dataclass(frozen=True)
 class RiskSettings:
     """A city's risk model (`CITYOS_HAZCHEM_RISK_*`): weights, windows, datasets, schedule."""
 
@@ -72,9 +78,10 @@ class RiskSettings:
     traffic_days: int = 7
     warning_days: int = 30
     incident_days: int = 365
-    # Registered datasets read through the spatio-temporal service (comma-separated lists).
-    gps_datasets: str = "hazchem_gps"
-    enterprise_datasets: str = "hazchem_enterprises"
+    # Registered datasets read through the spatio-temporal service (comma-separated lists);
+    # empty: the ones the live warnings read (CITYOS_HAZCHEM_GPS_DATASETS, _ENTERPRISE_DATASETS).
+    gps_datasets: str = ""
+    enterprise_datasets: str = ""
     population_dataset: str = "population"
     population_attr: str = "population"  # the attribute holding a point's residents
     # Seconds one fix stands for (the terminals' reporting interval): fixes -> vehicle-hours.
@@ -97,7 +104,10 @@ class RiskSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "RiskSettings":
-        return from_env(cls, prefix="CITYOS_HAZCHEM_RISK_", env=env, **overrides)
+        s = from_env(cls, prefix="CITYOS_HAZCHEM_RISK_", env=env, **overrides)
+        shared = from_env(_Datasets, prefix="CITYOS_HAZCHEM_", env=env)
+        return replace(s, gps_datasets=s.gps_datasets or shared.gps_datasets,
+                       enterprise_datasets=s.enterprise_datasets or shared.enterprise_datasets)
 
     def weights(self) -> dict[str, float]:
         return {f: float(getattr(self, f"weight_{f}")) for f in FACTORS}

@@ -13,8 +13,9 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -74,16 +75,13 @@ class RiskService:
     city: City
     tiles: list[list[float]]  # the city cut into areas the cell query accepts
     bbox: list[float]
-    _streets: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def day_end(self, day: date) -> datetime:
         return datetime.combine(day + timedelta(days=1), time(0), ZoneInfo(self.settings.timezone))
 
+    @cached_property
     def cell_street(self) -> dict[str, str]:
-        res = self.settings.h3_resolution
-        if res not in self._streets:
-            self._streets[res] = risk.street_cells(self.city.divisions, res)
-        return self._streets[res]
+        return risk.street_cells(self.city.divisions, self.settings.h3_resolution)
 
     async def compute(self, day: date, token: str | None,
                       trigger: Literal["request", "daily"]) -> RiskRun:
@@ -103,7 +101,7 @@ class RiskService:
         by_cell = risk.score(cells, raw, s.weights(), s.scale_quantile)
         streets = sorted({str(f["properties"]["code"]) for f in self.city.divisions["features"]
                           if f["properties"].get("level") == "street"})
-        by_street = risk.score(streets, risk.street_raw(cells, raw, self.cell_street(), streets),
+        by_street = risk.score(streets, risk.street_raw(cells, raw, self.cell_street, streets),
                                s.weights(), s.scale_quantile)
         computed_at = datetime.now(UTC)
         cell_rows = self._rows(day, "cell", by_cell)
@@ -114,7 +112,7 @@ class RiskService:
                        top=[_props(r) for r in cell_rows[:TOP_IN_RUN]])
 
     def _rows(self, day: date, level: str, b: Breakdown) -> list[dict[str, Any]]:
-        cell_street = self.cell_street()
+        cell_street = self.cell_street
         divisions = {str(f["properties"]["code"]): f for f in self.city.divisions["features"]}
         rows = []
         for rank, i in enumerate(b.order(), start=1):
