@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 
 M_PER_DEG_LAT = 110_574.0
@@ -265,10 +266,62 @@ def non_operating(tr: Track, dr: Driving, licensed: bool) -> list[Warning]:
     return out
 
 
-def _status_at(pl: Places, t: Floats) -> npt.NDArray[np.str_]:
-    """(stays x places) status each place had at each stay's arrival."""
-    since = np.where(np.isnan(pl.status_since), -np.inf, pl.status_since)
-    return np.where(t[:, None] >= since[None, :], pl.status[None, :], "operating")
+def _pairs_within(lon: Floats, lat: Floats, plon: Floats, plat: Floats, radius: float
+                  ) -> tuple[Ints, Ints, Floats]:
+    """(point, place, metres) of every pair within `radius`: places bucketed on a grid of
+    `radius` cells, each point looking in its 3 x 3 cells, so a city's stays against its
+    enterprises cost their pairs nearby, not stays x enterprises."""
+    if not len(lon) or not len(plon):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    # Cells as wide in degrees as at the highest latitude present: never narrower than radius.
+    top = min(89.0, float(max(np.abs(lat).max(), np.abs(plat).max())))
+    kx = M_PER_DEG_LON_EQ * float(np.cos(np.radians(top))) / radius
+    ky = M_PER_DEG_LAT / radius
+    span = np.int64(1) << 32
+
+    def key(x: npt.NDArray[np.int64], y: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return np.asarray(x * span + y, dtype=np.int64)
+
+    pkey = key(np.floor(plon * kx).astype(np.int64), np.floor(plat * ky).astype(np.int64))
+    order = np.argsort(pkey, kind="stable")
+    skey = pkey[order]
+    px, py = np.floor(lon * kx).astype(np.int64), np.floor(lat * ky).astype(np.int64)
+    rows, cols = [], []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            k = key(px + dx, py + dy)
+            lo = np.searchsorted(skey, k, "left")
+            n = np.searchsorted(skey, k, "right") - lo
+            total = int(n.sum())
+            if total:
+                starts = np.repeat(lo - (np.cumsum(n) - n), n)
+                rows.append(np.repeat(np.arange(len(lon)), n))
+                cols.append(order[starts + np.arange(total)])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    d = _metres(lon[r], lat[r], plon[c], plat[c])
+    keep = d <= radius
+    return r[keep], c[keep], d[keep]
+
+
+def _nearest_within(lon: Floats, lat: Floats, pl: Places, radius: float) -> tuple[Ints, Floats]:
+    """Per point, the nearest place within `radius` (-1: none; ties: the first place) and its
+    distance (inf: none)."""
+    r, c, d = _pairs_within(lon, lat, pl.lon, pl.lat, radius)
+    nearest, dist = np.full(len(lon), -1, np.int64), np.full(len(lon), np.inf)
+    o = np.lexsort((c, d, r))
+    r, c, d = r[o], c[o], d[o]
+    first = np.ones(len(r), dtype=bool)
+    first[1:] = r[1:] != r[:-1]
+    nearest[r[first]], dist[r[first]] = c[first], d[first]
+    return nearest, dist
+
+
+def _status_at(pl: Places, e: Ints, t: Floats) -> npt.NDArray[np.str_]:
+    """The status place e[i] had at time t[i] (before `status_since` it was operating)."""
+    since = np.where(np.isnan(pl.status_since[e]), -np.inf, pl.status_since[e])
+    return np.where(t >= since, pl.status[e], "operating")
 
 
 def stay_warnings(st: Stays, enterprises: Places, pois: Places, th: Thresholds) -> list[Warning]:
@@ -281,31 +334,26 @@ def stay_warnings(st: Stays, enterprises: Places, pois: Places, th: Thresholds) 
     lon, lat, arr = st.lon[idx], st.lat[idx], st.arrival[idx]
     out: list[Warning] = []
     near_any = np.zeros(len(idx), dtype=bool)
-    hits: list[tuple[int, int, float]] = []  # stay row, enterprise, distance
+    hits: list[tuple[int, int, float, str]] = []  # stay row, enterprise, distance, status
+    for pl in (enterprises, pois):
+        near_any[_pairs_within(lon, lat, pl.lon, pl.lat, th.nothing_radius_m)[0]] = True
     if len(enterprises):
-        de = _metres(lon[:, None], lat[:, None], enterprises.lon[None, :], enterprises.lat[None, :])
-        near_any |= (de <= th.nothing_radius_m).any(axis=1)
-        closed = np.isin(_status_at(enterprises, arr), ("closed", "suspended"))
-        within = de <= th.enterprise_radius_m
         # The nearest enterprise within the radius decides (an operating one next door wins).
-        masked = np.where(within, de, np.inf)
-        nearest = np.argmin(masked, axis=1)
-        has = np.isfinite(masked[np.arange(len(idx)), nearest])
-        for r in np.flatnonzero(has & closed[np.arange(len(idx)), nearest]).tolist():
-            hits.append((r, int(nearest[r]), float(de[r, nearest[r]])))
-    if len(pois):
-        dp = _metres(lon[:, None], lat[:, None], pois.lon[None, :], pois.lat[None, :])
-        near_any |= (dp <= th.nothing_radius_m).any(axis=1)
+        nearest, dist = _nearest_within(lon, lat, enterprises, th.enterprise_radius_m)
+        has = np.flatnonzero(nearest >= 0)
+        then = _status_at(enterprises, nearest[has], arr[has])
+        for r, e, s in zip(has.tolist(), nearest[has].tolist(), then.tolist(), strict=True):
+            if s in ("closed", "suspended"):
+                hits.append((r, e, float(dist[r]), s))
     visits: dict[int, int] = {}
-    for r, e, dist in sorted(hits, key=lambda h: arr[h[0]]):
+    for r, e, dist_m, status in sorted(hits, key=lambda h: arr[h[0]]):
         visits[e] = visits.get(e, 0) + 1
         k = int(idx[r])
-        status = str(_status_at(enterprises, arr[r:r + 1])[0, e])
         out.append(Warning(CLOSED_STAY, str(st.vehicle[k]), float(st.arrival[k]),
                            float(st.departure[k]), float(st.lon[k]), float(st.lat[k]),
                            severity=min(3, visits[e]),
                            evidence={"enterprise": str(enterprises.id[e]), "status": status,
-                                     "distance_m": round(dist, 1), "visit": visits[e],
+                                     "distance_m": round(dist_m, 1), "visit": visits[e],
                                      "stay_s": float(st.departure[k] - st.arrival[k])}))
     for r in np.flatnonzero(~near_any).tolist():
         k = int(idx[r])
@@ -401,20 +449,18 @@ def licence_anomaly(st: Stays, enterprises: Places, th: Thresholds) -> list[Warn
     visits."""
     if not len(st) or not len(enterprises) or enterprises.licence_until is None:
         return []
-    de = _metres(st.lon[:, None], st.lat[:, None], enterprises.lon[None, :],
-                 enterprises.lat[None, :])
-    masked = np.where(de <= th.enterprise_radius_m, de, np.inf)
-    nearest = np.argmin(masked, axis=1)
-    has = np.isfinite(masked[np.arange(len(st)), nearest])
+    nearest, _ = _nearest_within(st.lon, st.lat, enterprises, th.enterprise_radius_m)
+    has = np.flatnonzero(nearest >= 0)
     until = enterprises.licence_until
+    registration = {e: _registration_issues(enterprises, e) for e in set(nearest[has].tolist())}
+    lapsed = st.arrival[has] >= until[nearest[has]]
     visits: dict[int, list[int]] = {}
-    for r in np.flatnonzero(has).tolist():
-        e = int(nearest[r])
-        if _registration_issues(enterprises, e) or st.arrival[r] >= until[e]:
+    for r, e, late in zip(has.tolist(), nearest[has].tolist(), lapsed.tolist(), strict=True):
+        if registration[e] or late:
             visits.setdefault(e, []).append(r)
     out = []
     for e, rows in visits.items():
-        issues = _registration_issues(enterprises, e)
+        issues = list(registration[e])
         expired = [r for r in rows if st.arrival[r] >= until[e]]
         if expired:
             issues.append("licence_expired")
