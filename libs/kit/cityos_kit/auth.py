@@ -280,9 +280,10 @@ def _is_public(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRout
         set(getattr(handler, "http_methods", ())) == {"OPTIONS"}
 
 
-def require_declared_scope(connection: ASGIConnection[Any, Any, Any, Any],
-                           handler: BaseRouteHandler) -> None:
-    """The app-wide guard: each route's declared scope, or its declared publicness."""
+async def require_declared_scope(connection: ASGIConnection[Any, Any, Any, Any],
+                                 handler: BaseRouteHandler) -> None:
+    """The app-wide guard: each route's declared scope, or its declared publicness. Async
+    though it never waits: Litestar runs a sync guard in a worker thread, on every request."""
     if _is_public(connection, handler):
         return
     needed = handler.opt.get("scope")

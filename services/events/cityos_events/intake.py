@@ -130,7 +130,7 @@ class Intake:
             if seen is None:
                 raise
             return seen, False
-        await self.publisher.publish(result.events)
+        self.publisher.publish_soon(result.events)
         receipt = ReportReceipt(
             report_id=result.report_id, case_id=result.case_id, status=result.status,  # type: ignore[arg-type]
             merged=result.merged, duplicate=False, classification=classification,

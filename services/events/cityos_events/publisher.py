@@ -26,6 +26,7 @@ class EventPublisher:
         self.bus = bus
         self.store = store
         self._published: list[tuple[int, int]] = []
+        self._sending: set[asyncio.Task[bool]] = set()
         # An event still unmarked this long after it was recorded is published again.
         self.relay_grace = timedelta(seconds=10)
         self.relay_every_s = 5.0
@@ -44,6 +45,14 @@ class EventPublisher:
             return False
         self._published += [(e.case_id, e.seq) for e in events]
         return True
+
+    def publish_soon(self, events: Sequence[CaseEvent]) -> None:
+        """Publish in the background: the events are committed (the relay sends them if this
+        fails), so an answer need not wait for NATS's acks. The task keeps the caller's trace, and
+        writes to the connection before any later request is served: the order holds."""
+        task = asyncio.create_task(self.publish(events))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def flush(self) -> None:
         keys, self._published = self._published, []
