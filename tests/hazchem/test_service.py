@@ -23,7 +23,7 @@ from stquery.conftest import entity, st, store, write_entities, write_fixes  # n
 
 from cityos_contracts.records import Entity, ObservationBatch
 from cityos_hazchem import evaluate, rules, scenario
-from cityos_hazchem.app import build_app
+from cityos_hazchem.app import _yes, build_app
 from cityos_kit.auth import AuthPlugin
 from cityos_kit.bus import Bus, Delivery
 
@@ -239,6 +239,9 @@ async def test_vehicles_dataset_decides_licence_and_the_request_overrides(
                            headers=headers)
     warned = {w["vehicle"] for w in r.json()["warnings"] if w["kind"] == rules.NON_OPERATING}
     assert warned == {"UNLIC-0", "FATIGUE-0"}
+    # A department's file may give the flag as text.
+    assert [_yes(v) for v in (False, "false", "0", "否", True, "true", "是")] == \
+        [False, False, False, False, True, True, True]
 
 
 async def test_compute_needs_the_hazchem_scope(hazchem: Any, issuer: Any) -> None:  # noqa: F811

@@ -192,11 +192,16 @@ async def _places(up: Upstream, datasets: list[str], at: datetime, token: str | 
                   np.array(cols[4], dtype=str), np.array(cols[5], dtype=float), **reg)
 
 
+def _yes(value: Any) -> bool:
+    """A flag as a department's file may give it (a string field too); only a clear no is no."""
+    return str(value).strip().lower() not in ("false", "0", "no", "n", "否")
+
+
 async def _licensed(up: Upstream, q: ComputeRequest, token: str | None) -> dict[str, bool]:
     """Plate -> licensed to operate, from the vehicles datasets, then the request's override.
     A vehicle registered nowhere counts as licensed: missing data must not raise warnings."""
     licensed = {str(f["properties"].get("entity_id", f.get("id"))):
-                (f["properties"].get("attrs") or {}).get("licensed", True) is not False
+                _yes((f["properties"].get("attrs") or {}).get("licensed", True))
                 for f in await _entities(up, q.vehicle_datasets, q.end, token)}
     licensed.update(dict.fromkeys(q.unlicensed, False))
     return licensed
