@@ -95,7 +95,8 @@ def test_look_alikes_sit_just_inside_the_thresholds() -> None:
     site = next(w for w in base if w.kind == rules.BLACK_SITE)
     assert (site.severity, site.evidence["visits"]) == (2, 5)  # 5 vehicle-days on copy 0
     lic = {w.evidence["enterprise"]: w.evidence["issues"] for w in base if w.kind == rules.LICENCE}
-    assert lic == {"E-EXPIRED-0": ["licence_expired"], "E-BADCODE-0": ["credit_code_invalid"]}
+    assert lic == {"E-EXPIRED-0": ["licence_expired"], "E-BADCODE-0": ["credit_code_invalid"],
+                   "E-TWIN-0": ["credit_code_shared"]}
 
 
 def test_credit_code_check_character() -> None:

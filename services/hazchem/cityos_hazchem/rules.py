@@ -8,7 +8,7 @@ the network or the database, so every rule is testable and re-computable over an
 Times are epoch seconds (UTC); local-time rules use `Thresholds.timezone`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -431,10 +431,24 @@ def valid_credit_code(code: str) -> bool:
         credit_check_char(code[:17]) == code[17]
 
 
-def _registration_issues(pl: Places, e: int) -> list[str]:
+def _shared_codes(pl: Places) -> set[str]:
+    """Credit codes registered to more than one enterprise (one code names one legal entity;
+    a branch has its own)."""
+    if pl.credit_code is None:
+        return set()
+    codes, counts = np.unique(np.char.upper(np.char.strip(pl.credit_code.astype(str))),
+                              return_counts=True)
+    return {str(c) for c, n in zip(codes, counts, strict=True) if n > 1 and c}
+
+
+def _registration_issues(pl: Places, e: int, shared: Collection[str] = ()) -> list[str]:
     issues = []
-    if pl.credit_code is not None and not valid_credit_code(str(pl.credit_code[e])):
-        issues.append("credit_code_invalid")
+    if pl.credit_code is not None:
+        code = str(pl.credit_code[e]).strip().upper()
+        if not valid_credit_code(code):
+            issues.append("credit_code_invalid")
+        elif code in shared:
+            issues.append("credit_code_shared")
     if pl.licence_no is not None and not str(pl.licence_no[e]).strip():
         issues.append("licence_no_missing")
     if pl.licence_until is not None and np.isnan(pl.licence_until[e]):
@@ -445,14 +459,17 @@ def _registration_issues(pl: Places, e: int) -> list[str]:
 def licence_anomaly(st: Stays, enterprises: Places, th: Thresholds) -> list[Warning]:
     """Enterprises that receive hazardous-goods vehicles (a stay within `enterprise_radius_m`,
     the nearest enterprise deciding) while their licence has expired at the stay's arrival or
-    their registration is inconsistent: one warning per enterprise, severity rising with the
+    their registration is inconsistent (credit code invalid or shared with another enterprise,
+    no licence number or validity): one warning per enterprise, severity rising with the
     visits."""
     if not len(st) or not len(enterprises) or enterprises.licence_until is None:
         return []
     nearest, _ = _nearest_within(st.lon, st.lat, enterprises, th.enterprise_radius_m)
     has = np.flatnonzero(nearest >= 0)
     until = enterprises.licence_until
-    registration = {e: _registration_issues(enterprises, e) for e in set(nearest[has].tolist())}
+    shared = _shared_codes(enterprises)
+    registration = {e: _registration_issues(enterprises, e, shared)
+                    for e in set(nearest[has].tolist())}
     lapsed = st.arrival[has] >= until[nearest[has]]
     visits: dict[int, list[int]] = {}
     for r, e, late in zip(has.tolist(), nearest[has].tolist(), lapsed.tolist(), strict=True):

@@ -1,5 +1,5 @@
 """A deterministic hazardous-goods scenario in the demo city, with planted anomalies and
-look-alikes that must not warn, and the ground truth per vehicle and warning kind.
+look-alikes that must not warn, and the ground truth per subject and warning kind.
 
 Cases (each planted on `copies` vehicles): stays at a closed enterprise (one copy visits twice,
 one copy's terminal is silent for most of the stay), at an operating enterprise, at one that
@@ -9,9 +9,10 @@ closes only later that day, at a gas station, with nothing registered within 500
 01:00-01:55; trips by a vehicle not licensed to operate (warn); a declared trip left for ~10
 min at 3 km (warn; one copy's terminal silent for 3 min of it) vs a 300 m detour with a
 red-light stop on it and a 1.5 km excursion of 2 min; enterprises receiving vehicles with an
-expired licence or a malformed credit code (warn) vs a licence renewed or valid through the day
-of the visit; a spot with nothing registered visited by 3 vehicles on 3 days (a suspected black
-workshop; 5 on copy 0) vs a spot visited twice and one visited 3 times in a day by one vehicle.
+expired licence, a malformed credit code or one shared with another enterprise (warn) vs a
+licence renewed or valid through the day of the visit; a spot with nothing registered visited
+by 3 vehicles on 3 days (a suspected black workshop; 5 on copy 0) vs a spot visited twice and
+one visited 3 times in a day by one vehicle.
 Noise on every track: ~2% duplicate fixes, shuffled order (late fixes), and a wild outlier on
 every third vehicle. `truth` is per subject: the vehicle, the enterprise (licence) or the
 planted site name (`sites` holds where each is).
@@ -143,8 +144,9 @@ def generate(copies: int = 6, seed: int = 7) -> Scenario:
     valid = _day_end(datetime(2028, 12, 31, tzinfo=LOCAL))
 
     def ent(name: str, x: float, y: float, kind: str, status: str, since: float,
-            code_ok: bool = True, until: float = valid) -> None:
-        ent_rows.append((name, *at(x, y), kind, status, since, credit_code(len(ent_rows), code_ok),
+            code_ok: bool = True, until: float = valid, code: str | None = None) -> None:
+        ent_rows.append((name, *at(x, y), kind, status, since,
+                         code or credit_code(len(ent_rows), code_ok),
                          f"苏危化经字〔2024〕{len(ent_rows):06d}", until))
 
     truth: dict[str, set[str]] = {}
@@ -161,6 +163,12 @@ def generate(copies: int = 6, seed: int = 7) -> Scenario:
             until=_day_end(DAY))
         ent(f"E-BADCODE-{c}", -12000, y, "user", "operating", float("nan"), code_ok=False)
         ent(f"E-RENEWED-{c}", -16000, y, "user", "operating", float("nan"))
+        # Two enterprises under one credit code; only the visited one warns.
+        ent(f"E-TWIN-{c}", 4000, y + 1500, "storage", "operating", float("nan"),
+            code=credit_code(10_000 + c))
+        ent(f"E-TWIN-UNVISITED-{c}", 8000, y + 1500, "storage", "operating", float("nan"),
+            code=credit_code(10_000 + c))
+        truth[f"E-TWIN-{c}"] = {rules.LICENCE}
         truth[f"E-EXPIRED-{c}"] = {rules.LICENCE}
         truth[f"E-BADCODE-{c}"] = {rules.LICENCE}
         poi_rows.append((f"P-GAS-{c}", *at(20000, y), "gas_station"))
@@ -208,6 +216,7 @@ def generate(copies: int = 6, seed: int = 7) -> Scenario:
         visit(f"TO-LASTDAY-{c}", (-4000.0, y0 + 1500), 40, set())
         visit(f"TO-BADCODE-{c}", (-12000.0, y0), 40, set())
         visit(f"TO-RENEWED-{c}", (-16000.0, y0), 40, set())
+        visit(f"TO-TWIN-{c}", (4000.0, y0 + 1500), 40, set())
         # Black-workshop site: distinct vehicles on distinct days; look-alikes: two visits,
         # and one vehicle three times in one day.
         for k in range(5 if c == 0 else 3):
