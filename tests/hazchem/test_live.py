@@ -32,7 +32,7 @@ from cityos_kit.auth import AuthPlugin
 from cityos_kit.bus import Bus
 from cityos_spatiotemporal.queries import staypoints
 
-GPS, FIRMS, POIS = "live_gps", "live_firms", "live_pois"
+GPS, FIRMS, POIS, VEHICLES = "live_gps", "live_firms", "live_pois", "live_vehicles"
 CORE = (rules.CLOSED_STAY, rules.NOTHING_STAY, rules.FATIGUE, rules.NIGHT, rules.NON_OPERATING)
 DURABLE = f"hazchem-live-{GPS}"
 
@@ -65,6 +65,8 @@ async def planted(st: Any, store: Any) -> scenario.Scenario:  # noqa: F811
     p = sc.pois
     await write_entities(store, POIS, [entity(str(p.id[i]), float(p.lon[i]), float(p.lat[i]),
                                               category=str(p.kind[i])) for i in range(len(p))])
+    await write_entities(store, VEHICLES, [entity(v, *scenario.ORIGIN, licensed=ok)
+                                           for v, ok in sc.licensed.items()])
     return sc
 
 
@@ -116,11 +118,13 @@ async def _reports(bus: Bus) -> list[dict[str, Any]]:
 
 
 async def _caught_up(bus: Bus) -> bool:
+    """The live consumer acknowledged every batch published so far."""
+    stream = bus.stream_name(OBS_STREAM)
     try:
-        info = await bus.js.consumer_info(bus.stream_name(OBS_STREAM), DURABLE)
+        info = await bus.js.consumer_info(stream, DURABLE)
     except NotFoundError:  # the consumer's task has not created it yet
         return False
-    return info.num_pending == 0 and info.num_ack_pending == 0
+    return (info.ack_floor.stream_seq or 0) >= (await bus.js.stream_info(stream)).state.last_seq
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +137,7 @@ def live_prefix(nats_prefix: str) -> str:
 @pytest.fixture
 def live_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in {"GPS_DATASETS": GPS, "ENTERPRISE_DATASETS": FIRMS,
-                       "POI_DATASETS": POIS, "UNLICENSED": "L-UNLIC-0",
+                       "POI_DATASETS": POIS, "VEHICLE_DATASETS": VEHICLES,
                        "BATCH": "16"}.items():
         monkeypatch.setenv(f"CITYOS_HAZCHEM_{key}", value)
     monkeypatch.delenv("CITYOS_CLIENT_ID", raising=False)
@@ -194,6 +198,7 @@ async def test_live_warnings_once_across_a_restart(
         lw = client.app.state.live[0]
         # Rebuilt from the stream: every vehicle of the first half, with all its fixes.
         assert set(lw.windows) == {v for b in batches[:half] for v in b.subject}
+        assert lw.history_complete  # the stream still holds the whole day
         assert lw.posted == 0
         await publish(batches[half:])
         await publish(batches[half - 5:half + 5])  # a gateway re-sending: duplicates

@@ -341,8 +341,10 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
         app.state.update(pool=pool, bus=bus, upstream=up, thresholds=th,
                          bbox=[b.west, b.south, b.east, b.north])
         options = live.LiveSettings.from_env()
-        app.state.live = await live.start(pool, bus, th, live.places_from(
-            lambda ds, at, token, ent: _places(up, ds, at, token, ent), options), options)
+        app.state.live = await live.start(pool, bus, th, live.registry_from(
+            lambda ds, at, token, ent: _places(up, ds, at, token, ent, ZoneInfo(th.timezone)),
+            lambda ds, at, token: _licensed(up, ComputeRequest(
+                dataset="", start=at, end=at, vehicle_datasets=ds), token), options), options)
         risk_api.start(app, pool, City(settings.city_dir), up, _tiles(app.state.bbox),
                        app.state.bbox, risk, hub)
 

@@ -61,10 +61,26 @@ TOO_LATE = Counter("hazchem_live_fixes_too_late_total",
                    "Fixes older than their vehicle's live window (left to the window compute)")
 POSTED = Counter("hazchem_live_warnings_posted_total", "Live warnings posted", ["kind"])
 
-# Enterprises and POIs, fetched from the spatio-temporal service.
-PlacesSource = Callable[[], Awaitable[tuple[Places, Places]]]
-# (datasets, at, bearer token, enterprises?) -> places: the compute endpoint's entity reader.
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What the rules need besides the fixes, from registered entity datasets."""
+
+    enterprises: Places
+    pois: Places
+    licensed: dict[str, bool]  # plate -> licensed to operate (unregistered: licensed)
+
+    @staticmethod
+    def empty() -> "Registered":
+        return Registered(Places.empty(), Places.empty(), {})
+
+
+RegistrySource = Callable[[], Awaitable[Registered]]
+# The compute endpoint's readers: (datasets, at, bearer token, enterprises?) -> places, and
+# (vehicle datasets, at, bearer token) -> licensed.
 PlacesFetch = Callable[[list[str], datetime, str | None, bool], Awaitable[Places]]
+LicenceFetch = Callable[[list[str], datetime, str | None], Awaitable[dict[str, bool]]]
 
 
 @dataclass(frozen=True)
@@ -74,10 +90,11 @@ class LiveSettings:
     gps_datasets: str = ""  # hazardous-vehicle GPS; empty: no live warnings
     enterprise_datasets: str = ""
     poi_datasets: str = ""
-    unlicensed: str = ""  # vehicles not licensed to operate
+    vehicle_datasets: str = ""  # registered vehicles, attribute `licensed`
+    unlicensed: str = ""  # overrides them: these plates are not licensed to operate
     window_h: float = 6.0  # > 4 h driving + 20 min rest, the night window, a stay
     replay_h: float = 24.0  # rebuilt from the stream on restart
-    places_refresh_s: float = 300.0
+    registry_refresh_s: float = 300.0  # enterprises, POIs, vehicles read again
     batch: int = 64  # observation batches per round (a round runs each touched vehicle once)
 
     @staticmethod
@@ -173,17 +190,16 @@ class LiveWarnings:
     """Live warnings of one GPS dataset."""
 
     def __init__(self, dataset: str, pool: asyncpg.Pool, bus: Bus, options: LiveSettings,
-                 th: Thresholds, places: PlacesSource | None) -> None:
+                 th: Thresholds, registry: RegistrySource | None) -> None:
         self.dataset, self.pool, self.bus, self.options, self.th = dataset, pool, bus, options, th
-        self.places_source = places
+        self.registry_source = registry
         self.keep_s = options.window_h * 3600.0
         self.unlicensed = set(LiveSettings.split(options.unlicensed))
         self.windows: dict[str, Window] = {}
         self.stays: dict[str, Stays] = {}  # per vehicle, as of its window's last change
         self.episodes = Episodes()
-        self.places: tuple[Places, Places] | None = None if places else (Places.empty(),
-                                                                          Places.empty())
-        self.places_at = -np.inf
+        self.registry: Registered | None = None if registry else Registered.empty()
+        self.registry_at = -np.inf
         # After a partial rebuild, a vehicle's history before its first fix here is unknown.
         self.history_complete = True
         # (when, seconds) per posted warning, as the LAG histogram has them
@@ -238,13 +254,16 @@ class LiveWarnings:
         if last == 0:
             return 0
         since = datetime.now(UTC) - timedelta(hours=self.options.replay_h)
-        first = (await js.stream_info(stream)).state.first_seq
+        full = self.bus.subject(self.subject)
+        held = (await js.stream_info(stream, subjects_filter=full)).state.subjects or {}
         sub = await js.pull_subscribe(
-            self.bus.subject(self.subject), durable=None, stream=stream,
+            full, durable=None, stream=stream,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME,
                                   opt_start_time=since,
                                   ack_policy=AckPolicy.NONE))
-        read, seen_first = 0, None
+        # Replaying every message the stream holds of this dataset: no history is missing.
+        self.history_complete = ((await sub.consumer_info()).num_pending or 0) >= held.get(full, 0)
+        read = 0
         decoder = msgspec.json.Decoder(ObservationBatch)
         try:
             done = False
@@ -255,9 +274,7 @@ class LiveWarnings:
                     break
                 batches = []
                 for m in msgs:
-                    seq = m.metadata.sequence.stream
-                    seen_first = seq if seen_first is None else seen_first
-                    if seq > last:
+                    if m.metadata.sequence.stream > last:
                         done = True
                         break
                     batches.append(decoder.decode(m.data))
@@ -267,8 +284,6 @@ class LiveWarnings:
                     read += sum(len(b) for b in batches)
         finally:
             await sub.unsubscribe()
-        # Replayed from the stream's first message: every vehicle's history is here.
-        self.history_complete = seen_first is not None and seen_first <= first
         if not self.history_complete:
             for w in self.windows.values():
                 if len(w.t):
@@ -277,16 +292,16 @@ class LiveWarnings:
                  complete=self.history_complete)
         return read
 
-    async def _refresh_places(self) -> None:
-        if self.places_source is None or time.monotonic() - self.places_at < \
-                self.options.places_refresh_s:
+    async def _refresh_registry(self) -> None:
+        if self.registry_source is None or time.monotonic() - self.registry_at < \
+                self.options.registry_refresh_s:
             return
         try:
-            self.places = await self.places_source()
-            self.places_at = time.monotonic()
-        except Exception as exc:  # keep the last places; stays wait for them (below)
-            log.warning("places_unavailable", dataset=self.dataset, error=repr(exc))
-            self.places_at = time.monotonic() - self.options.places_refresh_s + 10.0
+            self.registry = await self.registry_source()
+            self.registry_at = time.monotonic()
+        except Exception as exc:  # keep the last; the first time, the rules below wait for it
+            log.warning("registry_unavailable", dataset=self.dataset, error=repr(exc))
+            self.registry_at = time.monotonic() - self.options.registry_refresh_s + 10.0
 
     # -- rules ----------------------------------------------------------------------------
     def detect(self, vehicles: Sequence[str]) -> list[rules.Warning]:
@@ -296,20 +311,20 @@ class LiveWarnings:
         tracks = [rules.clean(self.windows[v].track(v), self.th) for v in vehicles]
         for tr in tracks:
             self.stays[tr.vehicle] = stays.detect(tr)
-        # Without the places every long stay would look like "nothing registered": stays wait
-        # (still in the window) until the places are in.
-        found = stays.concat(list(self.stays.values()) if self.places else [])
-        ents, pois = self.places or (Places.empty(), Places.empty())
-        licensed = {v: v not in self.unlicensed for v in vehicles}
+        # Until the registered datasets are in, every long stay would look like "nothing
+        # registered" and no vehicle unlicensed: stays wait (still in the window) for them.
+        reg = self.registry or Registered.empty()
+        found = stays.concat(list(self.stays.values()) if self.registry else [])
+        licensed = {v: reg.licensed.get(v, True) and v not in self.unlicensed for v in vehicles}
         out = []
-        for w in rules.detect_all(tracks, licensed, found, ents, pois, self.th):
+        for w in rules.detect_all(tracks, licensed, found, reg.enterprises, reg.pois, self.th):
             win = self.windows.get(w.vehicle)
             if (win is None or w.start > win.horizon) and not self.episodes.known(w):
                 out.append(w)
         return out
 
     async def handle(self, deliveries: list[Delivery[ObservationBatch]]) -> None:
-        await self._refresh_places()
+        await self._refresh_registry()
         touched = self.take([d.message for d in deliveries])
         arrived = [d.msg.metadata.timestamp.timestamp() if d.msg.metadata.timestamp
                    else time.time() for d in deliveries]
@@ -331,31 +346,35 @@ class LiveWarnings:
             self.episodes.forget_before(v, win.horizon)
 
 
-def places_from(fetch: PlacesFetch, options: LiveSettings) -> PlacesSource | None:
-    """The configured enterprise and POI datasets as of now, read with hazchem's own service
-    credentials (CITYOS_CLIENT_ID/SECRET; none: the token-less upstream, e.g. in tests)."""
+def registry_from(places: PlacesFetch, licences: LicenceFetch,
+                  options: LiveSettings) -> RegistrySource | None:
+    """The configured enterprise, POI and vehicle datasets as of now, read with hazchem's own
+    service credentials (CITYOS_CLIENT_ID/SECRET; none: the upstream's, e.g. in tests)."""
     enterprises = LiveSettings.split(options.enterprise_datasets)
     pois = LiveSettings.split(options.poi_datasets)
-    if not enterprises and not pois:
+    vehicles = LiveSettings.split(options.vehicle_datasets)
+    if not enterprises and not pois and not vehicles:
         return None
     client_id = os.environ.get("CITYOS_CLIENT_ID", "")
     creds = ClientCredentials(AuthSettings.from_env().issuer, client_id,
                               os.environ.get("CITYOS_CLIENT_SECRET", "")) if client_id else None
 
-    async def load() -> tuple[Places, Places]:
+    async def load() -> Registered:
         token = await creds.token() if creds else None
         now = datetime.now(UTC)
-        return await fetch(enterprises, now, token, True), await fetch(pois, now, token, False)
+        return Registered(await places(enterprises, now, token, True),
+                          await places(pois, now, token, False),
+                          await licences(vehicles, now, token) if vehicles else {})
 
     return load
 
 
-async def start(pool: asyncpg.Pool, bus: Bus, th: Thresholds, places: PlacesSource | None,
+async def start(pool: asyncpg.Pool, bus: Bus, th: Thresholds, registry: RegistrySource | None,
                 options: LiveSettings | None = None) -> list[LiveWarnings]:
     """Live warnings for each configured dataset (none when CITYOS_HAZCHEM_GPS_DATASETS is
     empty), rebuilt and consuming; their consumers run on the bus's tasks and stop with it."""
     options = options or LiveSettings.from_env()
-    lives = [LiveWarnings(ds, pool, bus, options, th, places)
+    lives = [LiveWarnings(ds, pool, bus, options, th, registry)
              for ds in LiveSettings.split(options.gps_datasets)]
     for lw in lives:
         await lw.start()
