@@ -10,8 +10,8 @@ from litestar.testing import AsyncTestClient
 from cityos_kit.auth import LocalIssuer, undeclared_routes
 
 # Public by design: Open311 discovery and the category list (the city's published services).
-PUBLIC = {"/categories", "/open311/v2/discovery.json", "/open311/v2/services.json",
-          "/open311/v2/services/{name}"}
+PUBLIC = {"/categories", "/open311/v2/discovery.json", "/open311/v2/discovery.xml",
+          "/open311/v2/services.json", "/open311/v2/services.xml", "/open311/v2/services/{name}"}
 
 
 def operations(client: Any, values: dict[str, str]) -> list[tuple[str, str, str]]:

@@ -1,11 +1,14 @@
 """Open311 GeoReport v2, so citizen-reporting apps built for it talk to CityOS unchanged.
 
 Services are the city's categories; a service request is a report (its id is the report id),
-and its status is its case's: `closed` once the case is closed or rejected. JSON only
-(`.json`). Apps authenticate with a bearer token, or put that token in `api_key` (query or
-form field) as Open311 clients do; errors come as Open311's `[{code, description}]`.
+and its status is its case's: `closed` once the case is closed or rejected. Both of the
+specification's formats: the extension (`.json` or `.xml`) chooses. Apps authenticate with a
+bearer token, or put that token in `api_key` (query or form field) as Open311 clients do;
+errors come as Open311's `[{code, description}]` (`<errors><error>` in XML).
 """
 
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,6 +35,8 @@ from cityos_events.intake import KeyReused, Rejected
 from cityos_kit.auth import PUBLIC, InvalidToken, scope, security
 
 MAX_REQUESTS = 1000
+FORMATS = ("json", "xml")
+XML = "text/xml; charset=utf-8"
 
 
 class ApiKeyMiddleware(ASGIMiddleware):
@@ -80,49 +85,90 @@ async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
     return body, replay
 
 
-def _errors(request: Request[Any, Any, Any], exc: Exception) -> Response[list[Open311Error]]:
+def _errors(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
     headers = exc.headers if isinstance(exc, HTTPException) else None
-    return Response([Open311Error(code=status, description=str(detail))], status_code=status,
-                    headers=headers)
+    fmt = "xml" if request.url.path.endswith(".xml") else "json"
+    return _answer(fmt, "errors", [Open311Error(code=status, description=str(detail))],
+                   status_code=status, headers=headers)
 
 
-def _json(name: str) -> str:
-    if not name.endswith(".json"):
-        raise HTTPException(status_code=400, detail="only the .json format is served")
-    return name.removesuffix(".json")
+def _split(name: str) -> tuple[str, str]:
+    """`0301.json` → ("0301", "json"): what is asked for, and in which format."""
+    stem, _, fmt = name.rpartition(".")
+    if not stem or fmt not in FORMATS:
+        raise HTTPException(status_code=400, detail="the formats served are .json and .xml")
+    return stem, fmt
 
 
-@get("/discovery.json", opt=PUBLIC, sync_to_thread=False)
-def discovery(request: Request[Any, Any, Any]) -> dict[str, Any]:
+def _format(request: Request[Any, Any, Any]) -> str:
+    return _split(request.url.path)[1]
+
+
+def _answer(fmt: str, root: str, payload: Any, status_code: int = 200,
+            headers: dict[str, str] | None = None) -> Response[Any]:
+    """`payload` as JSON, or as GeoReport v2's XML: a list is `root` with an element per item
+    (`errors` → `error`, `services` → `service`, `service_requests` → `request`)."""
+    if fmt == "json":
+        return Response(payload, status_code=status_code, headers=headers)
+    element = ET.Element(root)
+    if isinstance(payload, Sequence):
+        item = "request" if root == "service_requests" else root.removesuffix("s")
+        for value in payload:
+            _fill(ET.SubElement(element, item), msgspec.to_builtins(value))
+    else:
+        _fill(element, msgspec.to_builtins(payload))
+    return Response(ET.tostring(element, encoding="utf-8", xml_declaration=True),
+                    media_type=XML, status_code=status_code, headers=headers)
+
+
+def _fill(element: ET.Element, value: Any) -> None:
+    """Dicts become child elements, lists repeat the singular (`attributes` → `attribute`),
+    booleans are `true`/`false` and nothing is an empty element."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _fill(ET.SubElement(element, key), item)
+    elif isinstance(value, list):
+        for item in value:
+            _fill(ET.SubElement(element, element.tag.removesuffix("s")), item)
+    elif isinstance(value, bool):
+        element.text = "true" if value else "false"
+    elif value is not None:
+        element.text = str(value)
+
+
+@get(["/discovery.json", "/discovery.xml"], opt=PUBLIC, sync_to_thread=False)
+def discovery(request: Request[Any, Any, Any]) -> Response[Any]:
     base = str(request.base_url).rstrip("/") + "/open311/v2/"
-    return {"changeset": "2026-11-21T00:00:00Z", "contact": "the city's command center",
-            "key_service": "a bearer token of the city's identity service",
-            "endpoints": [{"specification": "http://wiki.open311.org/GeoReport_v2",
-                           "url": base, "changeset": "2026-11-21T00:00:00Z", "type": "production",
-                           "formats": ["application/json"]}]}
+    return _answer(_format(request), "discovery", {
+        "changeset": "2026-11-21T00:00:00Z", "contact": "the city's command center",
+        "key_service": "a bearer token of the city's identity service",
+        "endpoints": [{"specification": "http://wiki.open311.org/GeoReport_v2", "url": base,
+                       "changeset": "2026-11-21T00:00:00Z", "type": "production",
+                       "formats": ["application/json", "text/xml"]}]})
 
 
-@get("/services.json", opt=PUBLIC, sync_to_thread=False)
-def services(state: State) -> list[Open311Service]:
-    return [Open311Service(service_code=c["code"], service_name=c["name"],
-                           description=c["description"], metadata=False, type="realtime",
-                           keywords=", ".join([c["name_en"], *c.get("examples", [])]),
-                           group=c["group"]) for c in state.city.categories]
+@get(["/services.json", "/services.xml"], opt=PUBLIC, sync_to_thread=False)
+def services(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    return _answer(_format(request), "services", [
+        Open311Service(service_code=c["code"], service_name=c["name"],
+                       description=c["description"], metadata=False, type="realtime",
+                       keywords=", ".join([c["name_en"], *c.get("examples", [])]),
+                       group=c["group"]) for c in state.city.categories])
 
 
 @get("/services/{name:str}", opt=PUBLIC, sync_to_thread=False)
-def service_definition(name: str, state: State) -> Open311ServiceDefinition:
-    code = _json(name)
+def service_definition(name: str, state: State) -> Response[Any]:
+    code, fmt = _split(name)
     if code not in state.store.categories:
         raise NotFoundException(detail=f"no service {code}")
-    return Open311ServiceDefinition(service_code=code, attributes=[])
+    return _answer(fmt, "service_definition",
+                   Open311ServiceDefinition(service_code=code, attributes=[]))
 
 
-@post("/requests.json", opt=scope("cases:report"))
-async def create_request(request: Request[Any, Any, Any], state: State
-                         ) -> Response[list[Open311Created]]:
+@post(["/requests.json", "/requests.xml"], opt=scope("cases:report"))
+async def create_request(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     """Create a service request: the form fields of GeoReport v2 (or the same as JSON)."""
     if request.headers.get("content-type", "").startswith("application/json"):
         fields = {k: str(v) for k, v in msgspec.json.decode(await request.body()).items()}
@@ -158,7 +204,8 @@ async def create_request(request: Request[Any, Any, Any], state: State
     answer = Open311Created(service_request_id=str(receipt.report_id),
                             service_notice=f"case {receipt.case_id}",
                             account_id=contact.account)
-    return Response([answer], status_code=201 if created else 200)
+    return _answer(_format(request), "service_requests", [answer],
+                   status_code=201 if created else 200)
 
 
 def _as_request(report: Report, case: Case, state: State) -> Open311Request:
@@ -177,11 +224,12 @@ def _as_request(report: Report, case: Case, state: State) -> Open311Request:
         media_url=report.media[0] if report.media else None)
 
 
-@get("/requests.json", opt=scope("cases:report"))
-async def list_requests(state: State, service_request_id: str | None = None,
+@get(["/requests.json", "/requests.xml"], opt=scope("cases:report"))
+async def list_requests(request: Request[Any, Any, Any], state: State,
+                        service_request_id: str | None = None,
                         service_code: str | None = None, start_date: datetime | None = None,
                         end_date: datetime | None = None, status: str | None = None
-                        ) -> list[Open311Request]:
+                        ) -> Response[Any]:
     ids = []
     if service_request_id:
         try:
@@ -194,19 +242,22 @@ async def list_requests(state: State, service_request_id: str | None = None,
     closed = None if len(wanted) != 1 else wanted == {"closed"}
     found = await state.store.reports_with_cases(ids, service_code, start_date, end_date, closed,
                                                  MAX_REQUESTS)
-    return [_as_request(report, case, state) for report, case in found]
+    return _answer(_format(request), "service_requests",
+                   [_as_request(report, case, state) for report, case in found])
 
 
 @get("/requests/{name:str}", opt=scope("cases:report"))
-async def get_request(name: str, state: State) -> list[Open311Request]:
+async def get_request(name: str, state: State) -> Response[Any]:
+    stem, fmt = _split(name)
     try:
-        report_id = int(_json(name))
+        report_id = int(stem)
     except ValueError as exc:
         raise HTTPException(status_code=404, detail=f"no request {name}") from exc
     found = await state.store.reports_with_cases([report_id])
     if not found:
         raise HTTPException(status_code=404, detail=f"no request {report_id}")
-    return [_as_request(report, case, state) for report, case in found]
+    return _answer(fmt, "service_requests",
+                   [_as_request(report, case, state) for report, case in found])
 
 
 router = Router(
