@@ -137,8 +137,10 @@ async def staff_load(url: str, auth: httpx.Auth, staff: int, every_s: float, bat
     request each (a phone), or `batch` people's in one request (a gateway)."""
     rng = random.Random(11)
     sent = 0
-    async with httpx.AsyncClient(base_url=url, auth=auth, timeout=30,
-                                 limits=httpx.Limits(max_connections=32)) as client:
+    # Idle connections go before the server's 5-s keep-alive ends (else a reused one can
+    # close under a request).
+    async with httpx.AsyncClient(base_url=url, auth=auth, timeout=30, limits=httpx.Limits(
+            max_connections=32, keepalive_expiry=4)) as client:
         people = [f"staff-{i:04d}" for i in range(staff)]
         for chunk in range(0, staff, 50):
             await asyncio.gather(*(client.post(f"/staff/{p}/duty", json={
@@ -242,7 +244,8 @@ async def main() -> None:
         started = time.perf_counter()
         mine: list[int] = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{EVENTS_PORT}", timeout=30,
-                                     headers={"Authorization": f"Bearer {operator}"}) as hub:
+                                     headers={"Authorization": f"Bearer {operator}"},
+                                     limits=httpx.Limits(keepalive_expiry=4)) as hub:
             async def one(n: int) -> None:
                 code, _, text = rng.choice(CATEGORIES)
                 receipt = (await hub.post("/reports", auth=hotline, json={

@@ -299,6 +299,26 @@ class RatingReceipt(Struct, frozen=True, tag_field="schema", tag="cityos.rating_
     reopened: bool
 
 
+class FeedbackRecord(Struct, frozen=True, tag_field="schema", tag="cityos.feedback_record.v1"):
+    """A feedback sent to one reporter of a closed case, and their rating once it came back
+    (`GET /feedback`: per case, per unit). The token stays with the channel's adapter."""
+
+    case_id: int
+    report_id: int
+    closed_seq: int  # the closure it follows (a reopened case closes again: another one)
+    channel: str
+    text: str  # the message the reporter was sent
+    sent_at: datetime
+    reopen_until: datetime
+    unit: str | None = None  # the lead unit of the closed round: whose work is rated
+    round_seq: int | None = None
+    source_ref: str | None = None
+    score: int | None = None  # 1-5, None until the reporter rated
+    comment: str = ""
+    rated_at: datetime | None = None
+    reopened: bool = False  # the rating reopened the case
+
+
 # -- wartime mode ----------------------------------------------------------------------------------
 
 

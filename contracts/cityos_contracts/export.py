@@ -102,6 +102,7 @@ PUBLIC_PAYLOADS: tuple[type[msgspec.Struct], ...] = (
     dispatch.Feedback,
     dispatch.Rating,
     dispatch.RatingReceipt,
+    dispatch.FeedbackRecord,
     dispatch.EmergencyIn,
     dispatch.Emergency,
     dispatch.EmergencyResources,

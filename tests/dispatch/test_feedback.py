@@ -68,6 +68,29 @@ async def test_reporters_get_feedback_rate_and_reopen(
         [e for e in watcher.dispatch_events(case_id) if e.kind == "rated"]))
     assert [(e.score, e.unit) for e in rated_events] == [(2, unit)]
 
+    # The command center lists the case's feedback: the message as sent, the rating, no token.
+    (record,) = (await dispatch.get("/feedback", params={"case_id": case_id})).json()
+    assert {k: record[k] for k in ("schema", "case_id", "report_id", "channel", "text", "unit",
+                                   "score", "comment", "reopened")} == {
+        "schema": "cityos.feedback_record.v1", "case_id": case_id,
+        "report_id": feedback.report_id, "channel": "citizen_app", "text": feedback.text,
+        "unit": unit, "score": 2, "comment": "灯还是不亮", "reopened": True}
+    assert record["rated_at"] is not None and "token" not in record
+    # Per unit: the unit's own list has it; the rated filter works; another unit may not look.
+    of_unit = (await dispatch.get("/feedback", params={"unit": unit, "rated": "true"})).json()
+    assert case_id in {r["case_id"] for r in of_unit}
+    assert all(r["unit"] == unit and r["score"] is not None for r in of_unit)
+    unrated = (await dispatch.get("/feedback", params={"unit": unit, "rated": "false"})).json()
+    assert case_id not in {r["case_id"] for r in unrated}
+    own = token(events_issuer, unit=unit, scopes=("cases:read",))
+    assert case_id in {r["case_id"] for r in (await dispatch.get("/feedback", headers=own)).json()}
+    other = "CGJ-329902" if unit != "CGJ-329902" else "CGJ-329903"
+    stranger = token(events_issuer, unit=other, scopes=("cases:read",))
+    assert (await dispatch.get("/feedback", headers=stranger,
+                               params={"unit": unit})).status_code == 403
+    assert case_id not in {r["case_id"] for r in (await dispatch.get(
+        "/feedback", headers=stranger, params={"case_id": case_id})).json()}
+
 
 async def test_no_reopen_after_the_window(
         events: AsyncTestClient[Any], dispatch: AsyncTestClient[Any], watcher: Watcher,
@@ -90,6 +113,8 @@ async def test_no_reopen_after_the_window(
     fine = await dispatch.post(f"/feedback/{case_id}/rating", headers=adapter,
                                json={"token": feedback.token, "score": 1})
     assert fine.status_code == 200 and fine.json()["reopened"] is False
+    (record,) = (await dispatch.get("/feedback", params={"case_id": case_id})).json()
+    assert (record["score"], record["reopened"]) == (1, False)
 
 
 async def _async(value: Any) -> Any:

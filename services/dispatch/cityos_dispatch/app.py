@@ -37,6 +37,7 @@ from cityos_contracts.dispatch import (
     EmergencyTask,
     Escalation,
     ExtensionDecision,
+    FeedbackRecord,
     PositionBatch,
     PositionReport,
     Rating,
@@ -72,6 +73,7 @@ from cityos_kit.config import Settings
 SCHEMA = "dispatch"
 MIGRATIONS = Path(__file__).parent / "migrations"
 UNIT_ACTIONS = ("accept", "return", "progress", "handled", "extension")
+HUB_KEEPALIVE_S = 4.0
 T = TypeVar("T")
 # Ids are Postgres bigints: a larger number is a 400, not a database error.
 Id = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
@@ -503,6 +505,30 @@ async def rate_case(case_id: Id, data: Rating, state: State,
     return await _answer(lambda: feedback.rate(d, case_id, data, current_principal(request)))
 
 
+@get("/feedback", tags=["feedback"], opt=scope("cases:read"))
+async def list_feedback(
+    state: State, request: Request[Any, Any, Any],
+    case_id: Annotated[int | None, Parameter(ge=1, le=2**63 - 1)] = None,
+    unit: Annotated[str | None, Parameter(max_length=64,
+                                          description="the lead unit of the closed round")]
+    = None,
+    rated: Annotated[bool | None, Parameter(description="only rated (true) or unrated "
+                                                        "(false) ones")] = None,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+) -> list[FeedbackRecord]:
+    """The feedback sent to reporters of closed cases and their ratings, newest first: of a
+    case, of a unit. The command center sees every unit's; a unit its own (a department's
+    city unit, its branches' too)."""
+    p = current_principal(request)
+    department = None
+    if not p.sees_all_units():
+        if unit is not None and not p.can_see_unit(unit):
+            raise PermissionDeniedException(detail=f"unit {p.unit} may not see unit {unit}")
+        if unit is None:
+            unit, department = (None, p.department) if p.unit == p.department else (p.unit, None)
+    return await _d(state).store.feedback_list(case_id, unit, department, rated, limit)
+
+
 # -- wartime mode ---------------------------------------------------------------------------------
 
 
@@ -559,7 +585,7 @@ ROUTES: list[ControllerRouterHandler] = [
     list_assignments, get_assignment, *UNIT_ACTION_ROUTES, decide_extension, assign_staff,
     list_escalations, my_duty, my_position, staff_duty, staff_position, staff_positions,
     my_tasks, task_done,
-    street_report, list_staff, rate_case, declare_emergency, list_emergencies, get_emergency,
+    street_report, list_staff, rate_case, list_feedback, declare_emergency, list_emergencies, get_emergency,
     end_emergency, emergency_resources, emergency_tasks]
 
 
@@ -568,7 +594,11 @@ def hub_client(options: DispatchSettings) -> httpx.AsyncClient:
     auth = ClientCredentials(AuthSettings.from_env().issuer,
                              os.environ.get("CITYOS_CLIENT_ID", "dispatch"),
                              os.environ.get("CITYOS_CLIENT_SECRET", ""))
-    return httpx.AsyncClient(base_url=options.events_url, auth=auth, timeout=10)
+    # Idle connections are dropped before the hub's server drops them (uvicorn: after 5 s, as
+    # httpx by default): else a dispatch may go out on a connection closing under it, fail,
+    # and wait for the redelivery.
+    return httpx.AsyncClient(base_url=options.events_url, auth=auth, timeout=10,
+                             limits=httpx.Limits(keepalive_expiry=HUB_KEEPALIVE_S))
 
 
 def build_app(settings: Settings, auth: AuthPlugin | None = None,

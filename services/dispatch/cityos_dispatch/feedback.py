@@ -35,15 +35,15 @@ async def send_feedback(d: "Dispatcher", conn: asyncpg.Connection, closed: CaseE
     detail = await d.hub.case(closed.case_id)
     current = await d.store.current(conn, closed.case_id)
     until = closed.at + timedelta(hours=d.settings.reopen_window_h)
+    text = message(closed.case_id, detail.case.title, until, d.tz)
     for report in detail.reports:
         row = await d.store.add_feedback(
             conn, closed.case_id, report.report_id, closed.seq, report.channel,
             report.source_ref, secrets.token_urlsafe(18), current.lead if current else None,
-            current.round_seq if current else None, until)
+            current.round_seq if current else None, until, text)
         feedback = Feedback(case_id=closed.case_id, report_id=report.report_id,
-                            channel=report.channel,
-                            text=message(closed.case_id, detail.case.title, until, d.tz),
-                            closed_at=closed.at, token=row["token"], reopen_until=until,
+                            channel=report.channel, text=row["text"], closed_at=closed.at,
+                            token=row["token"], reopen_until=until,
                             source_ref=report.source_ref)
         await d.journal.bus.publish(
             FEEDBACK.format(channel=report.channel), feedback,
@@ -68,7 +68,7 @@ async def rate(d: "Dispatcher", case_id: int, body: Rating, principal: Principal
         if body.reopen and datetime.now(UTC) > row["reopen_until"]:
             raise Conflict(f"the reopen window of case {case_id} closed at "
                            f"{row['reopen_until'].isoformat()}")
-        await d.store.rate(conn, body.token, body.score, body.comment)
+        await d.store.rate(conn, body.token, body.score, body.comment, body.reopen)
         if body.reopen:
             try:
                 detail = await d.hub.act(

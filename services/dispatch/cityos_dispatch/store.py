@@ -16,6 +16,7 @@ from cityos_contracts.dispatch import (
     Assignment,
     Emergency,
     Escalation,
+    FeedbackRecord,
     Rule,
     RuleIn,
     StaffMember,
@@ -392,13 +393,14 @@ class DispatchStore:
 
     async def add_feedback(self, conn: Conn, case_id: int, report_id: int, closed_seq: int,
                            channel: str, source_ref: str | None, token: str, unit: str | None,
-                           round_seq: int | None, reopen_until: datetime) -> Any:
+                           round_seq: int | None, reopen_until: datetime, text: str) -> Any:
         """The feedback row of this report and closure (the first token stays: redelivery)."""
         await conn.execute(
             "INSERT INTO feedback (case_id, report_id, closed_seq, channel, source_ref, token,"
-            " unit, round_seq, reopen_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " unit, round_seq, reopen_until, text)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             " ON CONFLICT DO NOTHING", case_id, report_id, closed_seq, channel, source_ref,
-            token, unit, round_seq, reopen_until)
+            token, unit, round_seq, reopen_until, text)
         return await conn.fetchrow(
             "SELECT * FROM feedback WHERE case_id = $1 AND report_id = $2 AND closed_seq = $3",
             case_id, report_id, closed_seq)
@@ -407,15 +409,29 @@ class DispatchStore:
         return await conn.fetchrow(
             "SELECT * FROM feedback WHERE token = $1" + (" FOR UPDATE" if lock else ""), token)
 
-    async def feedback_of(self, case_id: int) -> list[Any]:
-        rows: list[Any] = await self.pool.fetch(
-            "SELECT * FROM feedback WHERE case_id = $1 ORDER BY closed_seq, report_id", case_id)
-        return rows
+    async def feedback_list(self, case_id: int | None, unit: str | None,
+                            department: str | None, rated: bool | None, limit: int
+                            ) -> list[FeedbackRecord]:
+        """Feedback sent, newest first: of a case, of a unit (or a department's units)."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM feedback WHERE ($1::bigint IS NULL OR case_id = $1)"
+            " AND ($2::text IS NULL OR unit = $2)"
+            " AND ($3::text IS NULL OR unit = $3 OR unit LIKE $3 || '-%')"
+            " AND ($4::bool IS NULL OR (rated_at IS NOT NULL) = $4)"
+            " ORDER BY sent_at DESC, case_id, report_id LIMIT $5",
+            case_id, unit, department, rated, limit)
+        return [FeedbackRecord(
+            case_id=r["case_id"], report_id=r["report_id"], closed_seq=r["closed_seq"],
+            channel=r["channel"], text=r["text"], sent_at=r["sent_at"],
+            reopen_until=r["reopen_until"], unit=r["unit"], round_seq=r["round_seq"],
+            source_ref=r["source_ref"], score=r["score"], comment=r["comment"] or "",
+            rated_at=r["rated_at"], reopened=r["reopened"]) for r in rows]
 
-    async def rate(self, conn: Conn, token: str, score: int, comment: str) -> None:
+    async def rate(self, conn: Conn, token: str, score: int, comment: str,
+                   reopened: bool) -> None:
         await conn.execute(
-            "UPDATE feedback SET score = $2, comment = $3, rated_at = now() WHERE token = $1",
-            token, score, comment)
+            "UPDATE feedback SET score = $2, comment = $3, rated_at = now(), reopened = $4"
+            " WHERE token = $1", token, score, comment, reopened)
 
     # -- emergencies ------------------------------------------------------------------------------
 
