@@ -287,14 +287,17 @@ class CaseStore:
         contact = report.contact
         has_contact = contact is not None and any(
             (contact.name, contact.phone, contact.email, contact.account))
-        received = new_event(0, 1, "received", "received", INTAKE, unit=COMMAND_CENTER,
-                             location=loc)
-        added = new_event(0, 0, "report_added", "received", INTAKE,
-                          reason="same incident (text, place, time, category)")
+        # The events' templates: the statement fills in ids, seq and statuses.
+        first = new_event(0, 1, "received", "received", INTAKE, unit=COMMAND_CENTER,
+                          location=loc) if target is None else \
+            new_event(target, 0, "report_added", "received", INTAKE,
+                      reason="same incident (text, place, time, category)")
         classified = new_event(0, 0, "classified", "classified", INTAKE,
                                from_status="received", category=c.category,
                                confidence=c.confidence, classified_by=c.method,
-                               reason=f"rule {c.rule}" if c.rule else f"{c.method} confidence")
+                               reason=f"rule {c.rule}" if c.rule else f"{c.method} confidence") \
+            if info else None
+        template = _encode(first).decode()
         ids = sorted(seen)
         with db.span("insert", "reports"):
             row = await conn.fetchrow(
@@ -316,22 +319,21 @@ class CaseStore:
                 loc.district, loc.street, loc.lon, loc.lat,
                 coarse_cell(loc.lon, loc.lat) if mergeable and loc.lon is not None
                 and loc.lat is not None else None,
-                _encode(received).decode(), _encode(added).decode(),
-                _encode(classified).decode())
+                template if target is None else None, template if target is not None else None,
+                _encode(classified).decode() if classified else None)
         if row["stale"]:
             return None
         case_id, report_id = row["case_id"], row["report_id"]
         replace = msgspec.structs.replace
         if target is None:
-            events = [replace(received, case_id=case_id, report_id=report_id)]
-            first_seq = 2
+            events = [replace(first, case_id=case_id, report_id=report_id)]
         else:
             prev = row["prev_status"]
-            events = [replace(added, case_id=case_id, seq=row["prev_version"] + 1,
-                              report_id=report_id, from_status=prev, to_status=prev)]
-            first_seq = row["prev_version"] + 2
+            events = [replace(first, seq=row["prev_version"] + 1, report_id=report_id,
+                              from_status=prev, to_status=prev)]
         if row["classified"]:
-            events.append(replace(classified, case_id=case_id, seq=first_seq,
+            assert classified is not None
+            events.append(replace(classified, case_id=case_id, seq=events[0].seq + 1,
                                   from_status=events[0].to_status))
         return IntakeResult(report_id, case_id, row["status"], target is not None, events)
 
