@@ -76,6 +76,10 @@ class RiskSettings:
     scale_quantile: float = 0.5
     # Windows, in days up to the end of the day computed.
     traffic_days: int = 7
+    # Traffic is counted this many hours per cell query: the engine probes its index once per
+    # cell run and 10-minute bin under a 5-s statement limit, so a city-wide week in one query
+    # would hit it (benchmarks/hazchem_risk.py); shorter spans stay far below it.
+    traffic_query_hours: int = 6
     warning_days: int = 30
     incident_days: int = 365
     # Registered datasets read through the spatio-temporal service (comma-separated lists);
@@ -114,6 +118,8 @@ class RiskSettings:
 
     def check(self) -> None:
         """A city's configuration error says what is wrong at start-up, not in a nightly run."""
+        if not 1 <= self.traffic_query_hours <= 7 * 24:
+            raise ValueError("CITYOS_HAZCHEM_RISK_TRAFFIC_QUERY_HOURS must be 1-168")
         if not 5 <= self.h3_resolution <= 10:
             raise ValueError("CITYOS_HAZCHEM_RISK_H3_RESOLUTION must be 5-10")
         if any(w < 0 for w in self.weights().values()) or sum(self.weights().values()) <= 0:

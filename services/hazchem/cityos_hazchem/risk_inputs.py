@@ -23,10 +23,6 @@ from cityos_hazchem.risk import Points, RiskSettings, enterprise_weights
 if TYPE_CHECKING:  # app.py registers the risk routes, so it cannot be imported from here
     from cityos_hazchem.app import Upstream
 
-# One day per cell query: the query probes its key index once per cell run and 10-minute bin, so
-# a city-wide week takes seconds and would hit the engine's 5-s statement limit (benchmarks/
-# hazchem_risk.py); a day at a time stays far below it, for the same total work.
-CELL_WINDOW = timedelta(days=1)
 MAX_CASE_PAGES = 400  # 200,000 cases: far more than a city's hazardous incidents in a year
 
 
@@ -37,21 +33,21 @@ class Inputs:
     read: dict[str, int] = field(default_factory=dict)  # what was read, for the run record
 
 
-def _windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    out = []
+def _windows(start: datetime, end: datetime, hours: int) -> list[tuple[datetime, datetime]]:
+    out: list[tuple[datetime, datetime]] = []
     while start < end:
-        out.append((start, min(end, start + CELL_WINDOW)))
+        out.append((start, min(end, start + timedelta(hours=hours))))
         start = out[-1][1]
     return out
 
 
 async def traffic(st: Upstream, s: RiskSettings, tiles: list[list[float]], start: datetime,
                   end: datetime, token: str | None) -> tuple[dict[str, float], int]:
-    """Vehicle-hours per H3 cell and the fixes counted. One bucket per call (the whole day), so
-    a tile of a city is at most a few thousand groups."""
+    """Vehicle-hours per H3 cell and the fixes counted. One bucket per call (its whole span),
+    so a tile of a city is at most a few thousand groups."""
     fixes: dict[str, int] = {}
     for dataset in s.listed(s.gps_datasets):
-        for lo, hi in _windows(start, end):
+        for lo, hi in _windows(start, end, s.traffic_query_hours):
             for box in tiles:
                 fc = await st("POST", "/query/cells", {
                     "schema": "cityos.stquery.cell_count_query.v1", "dataset": dataset,
