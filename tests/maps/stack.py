@@ -41,6 +41,7 @@ class Stack:
     tick_s: float = 2.0
     push_interval_s: float = 1.0
     maps_env: dict[str, str] = field(default_factory=dict)
+    identity_env: dict[str, str] = field(default_factory=dict)
     with_dispatch: bool = False  # dispatch is optional: the screens degrade without it
     urls: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
@@ -99,7 +100,7 @@ class Stack:
         (self.logs / "bootstrap.txt").unlink(missing_ok=True)
         self.urls["identity"] = f"http://127.0.0.1:{free_port()}"
         self._spawn("identity", [str(BIN / "cityos-identity")],
-                    CITYOS_HTTP_PORT=self.urls["identity"].rsplit(":", 1)[1])
+                    CITYOS_HTTP_PORT=self.urls["identity"].rsplit(":", 1)[1], **self.identity_env)
         self._wait("identity")
         self._bootstrap()
         for name in ("ingestion", "spatiotemporal", "events"):
@@ -110,6 +111,7 @@ class Stack:
                         CITYOS_CLIENT_ID=self.secrets["dispatch_id"],
                         CITYOS_CLIENT_SECRET=self.secrets["dispatch_secret"])
             self._wait("dispatch")
+            self._register_staff_dataset()
         self._serve("maps", CITYOS_MAPS_EVENTS_URL=self.urls["events"],
                     CITYOS_MAPS_SPATIOTEMPORAL_URL=self.urls["spatiotemporal"],
                     CITYOS_MAPS_INGESTION_URL=self.urls["ingestion"],
@@ -128,6 +130,17 @@ class Stack:
             CITYOS_CLIENT_SECRET=self.secrets["simulator_secret"])
         self._wait("maps")
         return self
+
+    def _register_staff_dataset(self) -> None:
+        """As `./cityos run` does: field staff positions go through ingestion (dispatch prints
+        the dataset's registration)."""
+        registration = subprocess.run([str(BIN / "cityos-dispatch"), "staff-dataset"],
+                                      check=True, capture_output=True).stdout
+        token = self.token("admin", self.secrets["admin"])
+        response = httpx.post(self.urls["ingestion"] + "/datasets", content=registration,
+                              timeout=30, headers={"Authorization": f"Bearer {token}",
+                                                   "Content-Type": "application/json"})
+        assert response.status_code in (200, 201), response.text
 
     def stop(self) -> None:
         for p in self.processes:
@@ -160,10 +173,15 @@ class Stack:
         return answer
 
     def person(self, username: str, unit: str, roles: list[str], name: str = "") -> str:
-        """Register a person; returns their password."""
+        """Register a person (once: the password is derived from the name); returns their
+        password."""
         password = f"pw-{username}-0123456789"
-        self.admin("/people", {"username": username, "unit": unit, "roles": roles,
-                               "name": name or username, "password": password})
+        try:
+            self.admin("/people", {"username": username, "unit": unit, "roles": roles,
+                                   "name": name or username, "password": password})
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 409:
+                raise
         return password
 
     def client(self, name: str, scopes: list[str], unit: str = "CMD") -> tuple[str, str]:

@@ -43,11 +43,12 @@ async def test_live_feed_sends_a_snapshot_then_what_changed(city: City) -> None:
             client, "/api/live?theme=overall", city.headers("leader"),
             until=lambda evs: any(n == "vehicles" and not d["full"] for n, d in evs))
     names = [n for n, _ in events]
-    assert names[:5] == ["hello", "vehicles", "sensors", "cases", "board"]
+    assert names[:6] == ["hello", "vehicles", "sensors", "staff", "cases", "board"]
     snapshot = events[1][1]
     assert snapshot["full"] and len(snapshot["id"]) == len(snapshot["x"]) == len(snapshot["t"])
-    assert events[3][1]["full"] and any(c["category"] == "0301" for c in events[3][1]["items"])
-    board = events[4][1]
+    assert events[3][1]["full"] and events[3][1]["id"] == []  # nobody on duty without dispatch
+    assert events[4][1]["full"] and any(c["category"] == "0301" for c in events[4][1]["items"])
+    board = events[5][1]
     assert board["theme"] == "overall"
     assert {f["id"] for f in board["figures"]} >= {"cases_today", "open_cases", "vehicles"}
     delta = next(d for n, d in events if n == "vehicles" and not d["full"])
@@ -126,6 +127,22 @@ async def test_sign_in(city: City) -> None:
         me = await client.get("/api/me", headers={
             "Authorization": f"Bearer {good.json()['access_token']}"})
         assert me.json()["unit"] == "CMD"
+        # Renewal with the refresh token (used up: the answer carries the next one).
+        first = good.json()["refresh_token"]
+        renewed = await client.post("/api/session/refresh", json={"refresh_token": first})
+        assert renewed.status_code == 200, renewed.text
+        assert renewed.json()["user"]["sub"] == "leader"
+        assert renewed.json()["refresh_token"] not in (None, first)
+        again = await client.post("/api/session/refresh", json={"refresh_token": first})
+        assert again.status_code == 401 and "already used" in again.json()["detail"]
+        # The reuse ended that sign-in; a new one is signed out, and its token is dead.
+        fresh = (await client.post("/api/session", json={
+            "username": "leader", "password": city.passwords["leader"]})).json()
+        out = await client.post("/api/session/end", json={"refresh_token": fresh["refresh_token"]})
+        assert out.status_code == 204
+        dead = await client.post("/api/session/refresh",
+                                 json={"refresh_token": fresh["refresh_token"]})
+        assert dead.status_code == 401 and "signed out" in dead.json()["detail"]
         assert (await client.get("/api/me")).status_code == 401
         page = await client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -17,9 +17,16 @@ from cityos_maps import board
 from cityos_maps.app import build_app
 from cityos_maps.cases import CaseBoard, EventPlace, StreamEvent, category_infos
 from cityos_maps.config import MapsSettings, ServiceClient
-from cityos_maps.geo import BadPolygon, contains, grid_counts
-from cityos_maps.positions import Positions, columns
-from cityos_maps.themes import SHIPPED, CaseFilter, ThemeError, load_file, load_themes
+from cityos_maps.geo import BadPolygon, contains, distance_m, grid_counts
+from cityos_maps.positions import Positions, StaffPositions, columns
+from cityos_maps.themes import (
+    SHIPPED,
+    CaseFilter,
+    ThemeError,
+    load_file,
+    load_themes,
+    staff_datasets,
+)
 from cityos_maps.upstream import Upstreams
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -75,6 +82,32 @@ def _batch(subjects: list[str], ts: list[datetime], lon: float = 120.9) -> Obser
                             speed_kmh=[30.0] * n)
 
 
+def _staff(subjects: list[str], ts: list[datetime], on_duty: list[bool]) -> ObservationBatch:
+    n = len(subjects)
+    return ObservationBatch(batch_id="s", dataset="field_staff", version=1, owner="CMD",
+                            subject=subjects, ts=ts, lon=[120.9] * n, lat=[32.0] * n,
+                            attrs=[{"unit": "CGJ-329901", "on_duty": d} for d in on_duty])
+
+
+def test_staff_on_duty_are_on_the_map_with_their_unit_and_leave_it_off_duty() -> None:
+    staff = StaffPositions(frozenset({"field_staff"}), max_age_s=900)
+    staff.apply(_staff(["w1", "w2"], [T0, T0], [True, True]))
+    wire = columns(staff.take_changes(), staff.expire())
+    assert sorted(wire["id"]) == ["w1", "w2"] and wire["u"] == ["CGJ-329901"] * 2
+    # w2 goes off duty (an older on-duty fix of w1 changes nothing).
+    staff.apply(_staff(["w2", "w1"], [T0 + timedelta(seconds=5), T0 - timedelta(seconds=5)],
+                       [False, True]))
+    wire = columns(staff.take_changes(), staff.expire())
+    assert wire["id"] == [] and wire["gone"] == ["field_staff/w2"]
+    assert [p.subject for p in staff.all()] == ["w1"]
+    # Vehicles carry no unit column.
+    assert "u" not in columns(Positions(frozenset({"vehicle_gps"}), 900).all())
+    themes = load_themes(frozenset(board.METRICS))
+    assert staff_datasets(themes) == {"field_staff"}
+    assert [layer.kind for layer in themes["emergency"].layers].count("staff") == 1
+    assert 1100 < distance_m(120.9, 32.0, 120.9, 32.01) < 1115
+
+
 def test_positions_keep_the_newest_fix_and_report_changes_once() -> None:
     positions = Positions(frozenset({"vehicle_gps"}), max_age_s=900)
     assert positions.apply(_batch(["A", "B"], [T0, T0])) == 2
@@ -128,6 +161,7 @@ async def test_figures_and_charts_from_the_live_state(cases: CaseBoard) -> None:
     vehicles.apply(_batch(["A", "B", "C"], [T0] * 3))
     settings = MapsSettings()
     ctx = board.Context(cases=cases, vehicles=vehicles, sensors=Positions(frozenset(), 900),
+                        staff=Positions(frozenset(), 900),
                         upstreams=Upstreams(settings, "http://issuer.test", ServiceClient()),
                         units={}, departments={}, now=T0 + timedelta(minutes=1),
                         midnight=T0.replace(hour=0))

@@ -26,7 +26,7 @@ from cityos_maps.api import console, field, pages, wartime
 from cityos_maps.cases import CaseBoard, category_infos
 from cityos_maps.config import MapsSettings, ServiceClient
 from cityos_maps.live import Live
-from cityos_maps.themes import load_themes
+from cityos_maps.themes import load_themes, staff_datasets
 from cityos_maps.upstream import Upstreams
 
 
@@ -39,7 +39,7 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
                          Path(options.themes_dir) if options.themes_dir else None)
     issuer = auth.auth_settings.issuer if auth else AuthSettings.from_env().issuer
     upstreams = Upstreams(options, issuer, client or ServiceClient.from_env())
-    live = Live(options, CaseBoard(category_infos(city.categories)))
+    live = Live(options, CaseBoard(category_infos(city.categories)), staff_datasets(themes))
     bus = Bus(settings)
 
     async def boards_for(theme_ids: set[str]) -> dict[str, bytes]:

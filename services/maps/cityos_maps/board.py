@@ -48,6 +48,7 @@ class Context:
     cases: CaseBoard
     vehicles: Positions
     sensors: Positions
+    staff: Positions
     upstreams: Upstreams
     units: dict[str, dict[str, Any]]
     departments: dict[str, dict[str, Any]]
@@ -151,7 +152,15 @@ def _unit_ranking(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
                    Text("按时处置率 %", "On-time %"), kind="rank", source="cases")
 
 
-# -- vehicles and sensors ---------------------------------------------------------------------
+# -- vehicles, field staff and sensors ---------------------------------------------------------
+
+
+@metric("staff.on_duty")
+async def staff_on_duty(ctx: Context, params: dict[str, Any]) -> int:
+    """Field staff on duty with a recent position (of one department's units: `department`)."""
+    department = params.get("department")
+    return sum(1 for p in ctx.staff.all()
+               if department is None or (p.unit or "").split("-", 1)[0] == department)
 
 
 def _vehicles(ctx: Context, params: dict[str, Any]) -> list[Any]:

@@ -74,3 +74,11 @@ def grid_counts(points: Iterable[tuple[float, float]], cell_m: float) -> list[di
     counts = Counter((math.floor(lon / dx), math.floor(lat / dy)) for lon, lat in points)
     return [{"lon": round((i + 0.5) * dx, 5), "lat": round((j + 0.5) * dy, 5), "count": n,
              "cell_m": cell_m} for (i, j), n in counts.most_common()]
+
+
+def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance (haversine, mean Earth radius): enough to rank people by it."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + \
+        math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(a))

@@ -3,6 +3,7 @@ to every connected screen as server-sent events.
 
 - Observations: a core-NATS subscription to `obs.*` (no consumer state: a screen wants the
   newest position, not every fix; after a restart the next batches, ~10 s, fill the map).
+  Field staff on duty are the positions of the datasets the themes' `staff` layers name.
 - Cases: an ordered JetStream consumer on the case-event stream from its first message, so the
   read model is whole after a restart, then live.
 - Every `push_interval_s`, what changed goes to each screen's queue in one message per kind; a
@@ -29,7 +30,7 @@ from cityos_kit.bus import Bus
 from cityos_kit.telemetry import logger
 from cityos_maps.cases import CaseBoard, StreamEvent
 from cityos_maps.config import MapsSettings
-from cityos_maps.positions import Positions, columns
+from cityos_maps.positions import Positions, StaffPositions, columns
 
 log = logger("cityos.maps.live")
 CASE_STREAM = next(s for s in STREAMS if CASE_EVENTS in s.subjects)
@@ -56,11 +57,13 @@ class Screen:
 
 
 class Live:
-    def __init__(self, settings: MapsSettings, cases: CaseBoard) -> None:
+    def __init__(self, settings: MapsSettings, cases: CaseBoard,
+                 staff_datasets: frozenset[str] = frozenset()) -> None:
         self.settings = settings
         self.tz = ZoneInfo(settings.timezone)
         self.vehicles = Positions(settings.vehicle_set, settings.position_max_age_s)
         self.sensors = Positions(settings.sensor_set, settings.position_max_age_s)
+        self.staff = StaffPositions(staff_datasets, settings.position_max_age_s)
         self.cases = cases
         self.screens: set[Screen] = set()
         self.replayed = asyncio.Event()
@@ -99,7 +102,8 @@ class Live:
 
     async def _on_observations(self, msg: Msg) -> None:
         dataset = msg.subject.rsplit(".", 1)[-1]
-        board = self.vehicles if self.vehicles.wants(dataset) else \
+        board = self.staff if self.staff.wants(dataset) else \
+            self.vehicles if self.vehicles.wants(dataset) else \
             self.sensors if self.sensors.wants(dataset) else None
         if board is None:
             return
@@ -153,12 +157,14 @@ class Live:
         return [
             ("vehicles", msgspec.json.encode(columns(self.vehicles.all(), full=True))),
             ("sensors", msgspec.json.encode(columns(self.sensors.all(), full=True))),
+            ("staff", msgspec.json.encode(columns(self.staff.all(), full=True))),
             ("cases", msgspec.json.encode({"full": True, "items": open_cases})),
         ]
 
     async def push_once(self) -> None:
         """Send every screen what changed since the last push, then its theme's board."""
         gone_v, gone_s = self.vehicles.expire(), self.sensors.expire()
+        gone_staff, staff = self.staff.expire(), self.staff.take_changes()
         vehicles, sensors = self.vehicles.take_changes(), self.sensors.take_changes()
         changed_cases, self._changed_cases = self._changed_cases, set()
         if not self.screens:
@@ -169,6 +175,8 @@ class Live:
             messages.append(("vehicles", msgspec.json.encode(columns(vehicles, gone_v))))
         if sensors or gone_s:
             messages.append(("sensors", msgspec.json.encode(columns(sensors, gone_s))))
+        if staff or gone_staff:
+            messages.append(("staff", msgspec.json.encode(columns(staff, gone_staff))))
         if changed_cases:
             items = [self.cases.view(self.cases.cases[c], now) for c in sorted(changed_cases)]
             messages.append(("cases", msgspec.json.encode({"full": False, "items": items})))

@@ -25,6 +25,7 @@ class Position:
     heading: float | None
     value: float | None
     seen: float  # monotonic time it arrived
+    unit: str | None = None  # field staff: the unit the person works for
 
 
 class Positions:
@@ -69,6 +70,10 @@ class Positions:
             self._changed.discard(key)
         return gone
 
+    def forget(self, key: tuple[str, str]) -> bool:
+        self._changed.discard(key)
+        return self.rows.pop(key, None) is not None
+
     def take_changes(self) -> list[Position]:
         changed = [self.rows[k] for k in self._changed if k in self.rows]
         self._changed.clear()
@@ -80,6 +85,38 @@ class Positions:
     def inside(self, contains: Any) -> list[Position]:
         """Positions for which `contains(lon, lat)` holds (box select without the database)."""
         return [p for p in self.rows.values() if contains(p.lon, p.lat)]
+
+
+class StaffPositions(Positions):
+    """Field staff on duty: positions that dispatch forwards (with the attributes `unit` and
+    `on_duty`). A fix sent off duty takes the person off the map at once."""
+
+    def __init__(self, datasets: frozenset[str], max_age_s: float) -> None:
+        super().__init__(datasets, max_age_s)
+        self._left: list[tuple[str, str]] = []
+
+    def apply(self, batch: ObservationBatch) -> int:
+        n = len(batch.subject)
+        attrs = batch.attrs if len(batch.attrs) == n else [None] * n
+        before = {batch.subject[i]: self.rows.get((batch.dataset, batch.subject[i]))
+                  for i in range(n)}
+        moved = super().apply(batch)
+        for i in range(n):
+            key = (batch.dataset, batch.subject[i])
+            row = self.rows.get(key)
+            if row is None or row is before[key[1]] or row.ts != batch.ts[i].timestamp():
+                continue  # this fix was older than the one kept
+            extra = attrs[i] or {}
+            if extra.get("on_duty") is False:
+                if self.forget(key):
+                    self._left.append(key)
+                continue
+            row.unit = str(extra["unit"]) if extra.get("unit") else None
+        return moved
+
+    def expire(self) -> list[tuple[str, str]]:
+        left, self._left = self._left, []
+        return left + super().expire()
 
 
 def columns(positions: list[Position], gone: list[tuple[str, str]] | None = None,
@@ -101,4 +138,4 @@ def columns(positions: list[Position], gone: list[tuple[str, str]] | None = None
         "val": [None if p.value is None else round(p.value, 2) for p in positions],
         "t": [int(p.ts) for p in positions],
         "gone": [f"{d}/{s}" for d, s in gone or []],
-    }
+    } | ({"u": [p.unit for p in positions]} if any(p.unit for p in positions) else {})

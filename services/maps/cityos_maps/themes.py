@@ -25,6 +25,7 @@ LayerKind = Literal[
     "density",    # observations per grid cell over the last minutes (spatio-temporal cells)
     "entities",   # an entity dataset (enterprises, shelters, POIs...), coloured by attribute
     "staypoints",  # stored stay points of a vehicle dataset
+    "staff",      # field staff on duty: live positions of the staff dataset (SSE), by unit
 ]
 LAYER_KINDS: tuple[str, ...] = get_args(LayerKind)
 ChartKind = Literal["bar", "pie", "line", "rank", "gauge"]
@@ -68,7 +69,8 @@ class Layer(Struct, frozen=True, forbid_unknown_fields=True):
     kind: LayerKind
     title: Text
     visible: bool = True
-    dataset: str | None = None  # roads/entities/density/staypoints; vehicles: a subset
+    # roads/entities/density/staypoints/staff; vehicles: a subset
+    dataset: str | None = None
     category: str | None = None  # entities: one category only
     cases: CaseFilter | None = None
     style: Style = msgspec.field(default_factory=Style)
@@ -146,7 +148,8 @@ def _check(theme: Theme, metrics: frozenset[str], source: Path) -> None:
             raise ThemeError(f"{source}: {item.id} uses unknown metric {item.metric!r}; "
                              f"one of {sorted(metrics)}")
     for layer in theme.layers:
-        if layer.kind in ("roads", "entities", "density", "staypoints") and not layer.dataset:
+        if layer.kind in ("roads", "entities", "density", "staypoints", "staff") and \
+                not layer.dataset:
             raise ThemeError(f"{source}: layer {layer.id} ({layer.kind}) needs a dataset")
 
 
@@ -172,6 +175,12 @@ def load_themes(metrics: frozenset[str], extra_dir: Path | None = None) -> dict[
     if not themes:
         raise ThemeError("no themes found")
     return dict(sorted(themes.items(), key=lambda kv: (not kv[1].overall, kv[1].order, kv[0])))
+
+
+def staff_datasets(themes: dict[str, Theme]) -> frozenset[str]:
+    """The datasets the `staff` layers draw: their positions are followed live."""
+    return frozenset(layer.dataset for t in themes.values() for layer in t.layers
+                     if layer.kind == "staff" and layer.dataset)
 
 
 def summary(theme: Theme) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from cityos_maps.live import RESYNC, Live
 from cityos_maps.themes import Layer, Theme, summary
 
 READ = scope("maps:read")
+KIND_ORDER = ("incident", "staff", "mobile", "entity", "media")
 KEEPALIVE_S = 15.0
 
 
@@ -40,6 +41,7 @@ def _theme(state: State, theme_id: str) -> Theme:
 def context(state: State, token: str | None = None) -> boards.Context:
     live = _live(state)
     return boards.Context(cases=live.cases, vehicles=live.vehicles, sensors=live.sensors,
+                          staff=live.staff,
                           upstreams=upstreams(state), units=state.units,
                           departments=state.departments, now=live.now(),
                           midnight=live.midnight(), token=token)
@@ -189,8 +191,9 @@ def _item(kind: str, dataset: str, id_: str, lon: float | None, lat: float | Non
 @post("/api/select", opt=READ, tags=["wartime"], status_code=200)
 async def box_select(data: Selection, state: State, request: Request[Any, Any, Any]
                      ) -> dict[str, Any]:
-    """Everything inside a drawn polygon, grouped: open cases by category group, live
-    vehicles, and what the spatio-temporal engine stores there (entities, resources, media)."""
+    """Everything inside a drawn polygon, grouped: open cases by category group, field staff
+    on duty by unit, live vehicles, and what the spatio-temporal engine stores there
+    (entities, resources, media)."""
     try:
         inside = contains(data.polygon)
     except BadPolygon as exc:
@@ -208,6 +211,10 @@ async def box_select(data: Selection, state: State, request: Request[Any, Any, A
         groups.setdefault(("mobile", p.dataset), []).append(
             _item("mobile", p.dataset, p.subject, p.lon, p.lat, speed=p.speed,
                   ts=p.ts))
+    # Field staff on duty, by unit: the people a wartime task can be given to.
+    for p in live.staff.inside(inside):
+        groups.setdefault(("staff", p.unit or "—"), []).append(
+            _item("staff", p.dataset, p.subject, p.lon, p.lat, unit=p.unit, ts=p.ts))
     errors: list[str] = []
     try:
         stored = await upstreams(state).call(
@@ -219,8 +226,9 @@ async def box_select(data: Selection, state: State, request: Request[Any, Any, A
         stored = {"features": []}
     for f in stored.get("features", []):
         props = f["properties"]
-        if props["kind"] == "mobile" and props["dataset"] in live.vehicles.datasets:
-            continue  # already listed from the live positions
+        if props["kind"] == "mobile" and (props["dataset"] in live.vehicles.datasets
+                                          or live.staff.wants(props["dataset"])):
+            continue  # already listed from the live positions (off-duty staff: not at all)
         if props["dataset"] == live.settings.roads_dataset:
             continue  # the base map, not a resource
         lon, lat = _point(f.get("geometry"))
@@ -230,8 +238,7 @@ async def box_select(data: Selection, state: State, request: Request[Any, Any, A
     answer = [{"kind": kind, "group": group, "count": len(items),
                "items": items[: data.limit_per_group]}
               for (kind, group), items in sorted(groups.items(), key=lambda kv: (
-                  ["incident", "mobile", "entity", "media"].index(kv[0][0])
-                  if kv[0][0] in ("incident", "mobile", "entity", "media") else 9, kv[0][1]))]
+                  KIND_ORDER.index(kv[0][0]) if kv[0][0] in KIND_ORDER else 9, kv[0][1]))]
     return {"groups": answer, "total": sum(g["count"] for g in answer), "errors": errors}
 
 

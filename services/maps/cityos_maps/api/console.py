@@ -1,5 +1,6 @@
-"""The operators' console (middle screen): the case queue, a case, the actions on it, routing
-rules, dataset registrations and dead letters.
+"""The operators' console (middle screen): the case queue, a case, the actions on it (and the
+person of the handling unit it goes to), routing rules with a preview of where a case would go,
+dataset registrations and dead letters.
 
 Everything is done as the signed-in person, with their token: the event hub, dispatch and
 ingestion decide what this person may see and do, and record who did it.
@@ -20,6 +21,7 @@ from litestar.types import ControllerRouterHandler
 from cityos_kit.auth import PUBLIC, current_principal, require_scope, scope
 from cityos_maps.api.common import token_of, upstreams
 from cityos_maps.cases import DONE
+from cityos_maps.geo import distance_m
 
 CASE_ACTIONS = frozenset({"classify", "accept", "reject", "dispatch", "close", "reopen", "start",
                           "finish", "return", "verify", "rework", "merge", "split"})
@@ -93,6 +95,38 @@ async def case_action(case_id: int, action: str, data: dict[str, Any], state: St
                                        token=token_of(request), json=data)
 
 
+# -- the person who handles it (dispatch) ----------------------------------------------------------
+
+
+@get("/api/cases/{case_id:int}/staff", opt=scope("cases:act"), tags=["console"])
+async def case_staff(case_id: int, state: State, request: Request[Any, Any, Any]
+                     ) -> dict[str, Any]:
+    """The on-duty field staff of the unit the case was dispatched to, nearest to the case
+    first (those without a recent position last): whom to give it to."""
+    ups, token = upstreams(state), token_of(request)
+    assignment = await ups.call("dispatch", "GET", f"/assignments/{case_id}", token=token)
+    people = await ups.call("dispatch", "GET", "/staff", token=token,
+                            params={"unit": assignment["lead"], "on_duty": "true"})
+    lon, lat = assignment.get("lon"), assignment.get("lat")
+    for person in people:
+        located = None not in (lon, lat, person.get("lon"), person.get("lat"))
+        person["distance_m"] = round(distance_m(lon, lat, person["lon"], person["lat"])) \
+            if located else None
+    people.sort(key=lambda p: (p["distance_m"] is None, p["distance_m"] or 0, p["staff_id"]))
+    return {"case_id": case_id, "unit": assignment["lead"], "state": assignment["state"],
+            "staff_id": assignment.get("staff_id"), "lon": lon, "lat": lat, "items": people}
+
+
+@post("/api/cases/{case_id:int}/assign", opt=scope("cases:act"), tags=["console"],
+      status_code=201)
+async def assign_staff(case_id: int, data: dict[str, Any], state: State,
+                       request: Request[Any, Any, Any]) -> Any:
+    """Give the dispatched case to a person of its unit (`staff_id`), or, without one, to the
+    nearest on duty as dispatch finds them: the person's task on the small screen."""
+    return await upstreams(state).call("dispatch", "POST", f"/assignments/{case_id}/assign",
+                                       token=token_of(request), json=data)
+
+
 # -- routing rules (dispatch) ------------------------------------------------------------------------
 
 
@@ -113,6 +147,17 @@ async def create_rule(data: dict[str, Any], state: State, request: Request[Any, 
 async def update_rule(rule_id: int, data: dict[str, Any], state: State,
                       request: Request[Any, Any, Any]) -> Any:
     return await upstreams(state).call("dispatch", "PUT", f"/rules/{rule_id}",
+                                       token=token_of(request), json=data)
+
+
+@post("/api/routing/preview", opt=scope("cases:dispatch"), tags=["console"], status_code=200)
+async def preview_rule(data: dict[str, Any], state: State, request: Request[Any, Any, Any]
+                       ) -> Any:
+    """Where a case of this category, at this place (district or street) and time, would go:
+    with the rules in force, and with the edited rule (`rule`, replacing `rule_id` when it
+    has one) before it is saved. Dispatch evaluates its own rules (its dry run); until it
+    offers one, a 503 says so."""
+    return await upstreams(state).call("dispatch", "POST", "/rules/preview",
                                        token=token_of(request), json=data)
 
 
@@ -164,6 +209,7 @@ async def services(state: State) -> dict[str, bool]:
     return status
 
 
-ROUTES: list[ControllerRouterHandler] = [search_cases, get_case, case_action, list_rules,
-                                         create_rule, update_rule, list_datasets, dead_letters,
+ROUTES: list[ControllerRouterHandler] = [search_cases, get_case, case_staff, assign_staff,
+                                         case_action, list_rules, create_rule, update_rule,
+                                         preview_rule, list_datasets, dead_letters,
                                          contribution, services]

@@ -1,7 +1,8 @@
 """The web application's pages and files, sign-in, and the city's reference data.
 
 Pages and assets are public (they hold no data); every data route needs a token, which the
-page obtains by signing in here (the identity service's password grant, passed through).
+page obtains by signing in here (the identity service's password grant, passed through) and
+renews with the refresh token that came with it, so the page never keeps the password.
 """
 
 from pathlib import Path
@@ -30,6 +31,10 @@ NO_CACHE = {"Cache-Control": "no-cache"}
 class SignIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     username: Annotated[str, Meta(min_length=1, max_length=200)]
     password: Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+class Renewal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    refresh_token: Annotated[str, Meta(min_length=1, max_length=512)]
 
 
 def profile(principal: Principal) -> dict[str, Any]:
@@ -62,21 +67,44 @@ def page_routes(static: Path) -> list[ControllerRouterHandler]:
 async def sign_in(data: SignIn, state: State, request: Request[Any, Any, Any]
                   ) -> dict[str, Any]:
     """Sign in with a username and password (the identity service's password grant); answers
-    the access token and who it is for (roles, unit, scopes)."""
+    the access token, the refresh token to renew it with, and who it is for."""
+    return await _session(request, state, {"grant_type": "password",
+                                           "username": data.username,
+                                           "password": data.password}, "sign-in")
+
+
+@post("/api/session/refresh", opt=PUBLIC, tags=["session"], status_code=200)
+async def renew(data: Renewal, state: State, request: Request[Any, Any, Any]
+                ) -> dict[str, Any]:
+    """A new access token for the refresh token (which is used up: the answer carries the
+    next one). A refresh token used twice ends the sign-in."""
+    return await _session(request, state, {"grant_type": "refresh_token",
+                                           "refresh_token": data.refresh_token}, "renewal")
+
+
+@post("/api/session/end", opt=PUBLIC, tags=["session"], status_code=204)
+async def sign_out(data: Renewal, state: State) -> None:
+    """Sign out: the identity service revokes the refresh token, its sign-in and the access
+    token issued with it."""
+    await upstreams(state).call("identity", "POST", "/oauth/revoke",
+                                data={"token": data.refresh_token,
+                                      "token_type_hint": "refresh_token"})
+
+
+async def _session(request: Request[Any, Any, Any], state: State, form: dict[str, str],
+                   what: str) -> dict[str, Any]:
     try:
-        answer = await upstreams(state).call(
-            "identity", "POST", "/oauth/token",
-            data={"grant_type": "password", "username": data.username,
-                  "password": data.password})
+        answer = await upstreams(state).call("identity", "POST", "/oauth/token", data=form)
     except UpstreamError as exc:
-        raise NotAuthorizedException(detail=f"sign-in refused: {exc.detail}") from exc
+        raise NotAuthorizedException(detail=f"{what} refused: {exc.detail}") from exc
     token = str(answer["access_token"])
     try:
         principal = await security(request.app).verifier.verify(token)
     except InvalidToken as exc:
         raise NotAuthorizedException(detail=f"the issued token is not trusted here: {exc}") from exc
     return {"access_token": token, "expires_in": answer.get("expires_in"),
-            "user": profile(principal)}
+            "refresh_token": answer.get("refresh_token"),
+            "refresh_expires_in": answer.get("refresh_expires_in"), "user": profile(principal)}
 
 
 @get("/api/me", opt=PUBLIC, tags=["session"])
@@ -101,4 +129,4 @@ def encode_city(city: City) -> bytes:
         "bbox": [bbox.west, bbox.south, bbox.east, bbox.north]})
 
 
-ROUTES: list[ControllerRouterHandler] = [sign_in, me, city_data]
+ROUTES: list[ControllerRouterHandler] = [sign_in, renew, sign_out, me, city_data]

@@ -62,6 +62,8 @@ class BigScreen {
     await this.switchTo(this.hashTheme());
     (window as any).__cityos = {
       vehicles: () => this.layers?.vehicles?.size ?? 0,
+      staff: () => this.layers?.staffCount() ?? 0,
+      focus: (lon: number, lat: number, zoom: number) => this.map.setView([lat, lon], zoom, { animate: false }),
       cases: () => this.layers?.openCases().length ?? 0,
       theme: () => this.theme?.id, board: () => this.board,
     };
@@ -178,6 +180,7 @@ class BigScreen {
         if (controller.signal.aborted || !this.layers) return;
         if (event === "vehicles") { this.layers.applyVehicles(data); this.legend.render(this.layers, this.theme!); }
         else if (event === "sensors") this.layers.applySensors(data);
+        else if (event === "staff") this.layers.applyStaff(data);
         else if (event === "cases") { this.layers.applyCases(data); if (!data.full) this.ticker.add(data.items); }
         else if (event === "board") this.renderBoard(data);
       },

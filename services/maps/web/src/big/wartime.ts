@@ -4,18 +4,19 @@
 import L from "leaflet";
 import { api, ApiError } from "../lib/api";
 import { hasScope } from "../lib/auth";
-import { categoryName, groupName } from "../lib/city";
+import { categoryName, groupName, unitName } from "../lib/city";
 import { h, replace, toast } from "../lib/dom";
 import { statusText, t } from "../lib/i18n";
 import { PolygonTool } from "../map/draw";
 import type { ThemeLayers } from "../map/layers";
 
-interface Item { kind: string; dataset: string; id: string; lon: number | null; lat: number | null; name?: string | null; category?: string | null; status?: string; speed?: number | null }
+interface Item { kind: string; dataset: string; id: string; lon: number | null; lat: number | null; name?: string | null; category?: string | null; status?: string; speed?: number | null; unit?: string | null }
 interface Group { kind: string; group: string; count: number; items: Item[] }
 interface Selection { groups: Group[]; total: number; errors: string[] }
 
 const KIND_NAMES: Record<string, { zh: string; en: string }> = {
-  incident: { zh: "事件", en: "Incidents" }, mobile: { zh: "移动资源", en: "Mobile" },
+  incident: { zh: "事件", en: "Incidents" }, staff: { zh: "在岗人员", en: "Field staff" },
+  mobile: { zh: "移动资源", en: "Mobile" },
   entity: { zh: "设施", en: "Facilities" }, media: { zh: "视频", en: "Media" },
 };
 
@@ -82,7 +83,7 @@ export class Wartime {
           L.circleMarker([item.lat, item.lon], { radius: 7, color: "#fbbf24", weight: 2, fill: false, interactive: false }).addTo(this.highlight);
         }
       }
-      return h("details", { class: "sel-group", open: g.kind !== "mobile" || selection.groups.length < 3, "data-group": g.group },
+      return h("details", { class: "sel-group", open: g.kind !== "mobile" || selection.groups.length < 3, "data-group": g.group, "data-kind": g.kind },
         h("summary", {}, h("span", { class: `kind kind-${g.kind}` }, KIND_NAMES[g.kind]?.[document.documentElement.lang === "en" ? "en" : "zh"] ?? g.kind),
           h("span", { class: "sel-name" }, this.groupTitle(g)), h("b", { class: "sel-count" }, String(g.count))),
         h("ul", {}, items), g.count > items.length ? h("div", { class: "muted" }, `… +${g.count - items.length}`) : null);
@@ -101,6 +102,7 @@ export class Wartime {
 
   private groupTitle(g: Group): string {
     if (g.group.startsWith("cases/")) return groupName(g.group.slice(6));
+    if (g.kind === "staff") return unitName(g.group);
     return g.group;
   }
 
@@ -109,8 +111,9 @@ export class Wartime {
     const label = g.kind === "incident"
       ? `#${item.id} ${categoryName(item.category)} · ${statusText(item.status ?? "")}`
       : `${item.name ?? item.id}${item.speed != null ? ` · ${item.speed.toFixed(0)} km/h` : ""}`;
-    const pick = g.kind === "mobile" || g.kind === "entity"
-      ? h("input", { type: "checkbox", checked: this.chosen.has(key), onchange: (e: Event) => {
+    // Tasks go to people: only field staff on duty can be ticked.
+    const pick = g.kind === "staff"
+      ? h("input", { type: "checkbox", checked: this.chosen.has(key), "data-staff": item.id, onchange: (e: Event) => {
         if ((e.target as HTMLInputElement).checked) this.chosen.add(key); else this.chosen.delete(key);
       } }) : null;
     return h("li", {}, pick, h("a", { href: "#", onclick: (e: Event) => {
@@ -124,8 +127,9 @@ export class Wartime {
     if (!staff.length) { toast(t("select_staff"), "error"); return; }
     if (!text.trim()) { toast(t("task_text"), "error"); return; }
     try {
-      await api("/api/tasks", { body: { text, staff_ids: staff, polygon: this.polygon } });
-      toast(t("task_sent"));
+      const sent = await api<{ emergency_id: number; tasks: unknown[] }>("/api/tasks", { body: { text, staff_ids: staff, polygon: this.polygon } });
+      toast(`${t("task_sent")} (${sent.tasks.length})`);
+      this.panel.querySelector<HTMLElement>(".task-form")?.setAttribute("data-sent", String(sent.emergency_id));
     } catch (error) {
       const e = error as ApiError;
       toast(e.status === 503 ? `${t("unavailable")}: ${e.detail}` : e.detail, "error");

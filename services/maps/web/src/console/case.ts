@@ -57,7 +57,8 @@ function draw(root: HTMLElement, detail: Detail): void {
       h("span", {}, categoryName(c.category)), c.priority ? h("span", { class: "muted" }, c.priority) : null,
       c.merged_into ? h("a", { href: `#case/${c.merged_into}` }, `→ #${c.merged_into}`) : null),
     h("div", {}, mapBox, reportsCard(detail, picked), historyCard(detail)),
-    h("div", {}, timersCard(c, detail.assignment), actionsCard(c, detail, picked, (next) => draw(root, next)))));
+    h("div", {}, timersCard(c, detail.assignment), actionsCard(c, detail, picked, (next) => draw(root, next)),
+      hasScope("cases:act") ? staffCard(c, detail.assignment, root) : null)));
   map?.remove();
   const at = c.location.lat != null && c.location.lon != null ? [c.location.lat, c.location.lon, 15] as [number, number, number] : undefined;
   map = createMap(mapBox, theCity(), { zoomSnap: 0.5 }, at);
@@ -150,6 +151,46 @@ function actionsCard(c: Case, detail: Detail, picked: Set<number>, redraw: (d: D
       button("close", () => void act("close"), "primary"), button("reopen", () => void act("reopen"))),
     h("div", { class: "row" }, into, button("merge", () => void act("merge", { into_case_id: Number(into.value) }))),
     detail.reports.length > 1 ? h("div", { class: "row" }, button("split", () => void act("split", { report_ids: [...picked] }))) : null);
+}
+
+interface StaffRow { staff_id: string; name: string | null; unit: string; lon: number | null; lat: number | null; open_tasks: number; distance_m: number | null }
+interface StaffList { unit: string; staff_id: string | null; items: StaffRow[] }
+
+/** Pick the person of the handling unit who takes the case: its on-duty staff, nearest first. */
+function staffCard(c: Case, assignment: any, root: HTMLElement): HTMLElement {
+  const list = h("ul", { class: "staff-list", "data-testid": "staff-list" });
+  const load = async () => {
+    replace(list, "…");
+    try {
+      const answer = await api<StaffList>(`/api/cases/${c.case_id}/staff`);
+      replace(list, answer.items.length ? answer.items.map((p) => h("li", { "data-staff": p.staff_id },
+        h("b", {}, p.name ?? p.staff_id), " ",
+        h("span", { class: "muted" }, `${p.distance_m == null ? t("no_position") : fmtDistance(p.distance_m)} · ${p.open_tasks} ${t("open_tasks")}`),
+        h("button", { class: "primary", "data-action": "assign", onclick: () => void give(p.staff_id) }, t("assign"))))
+        : h("li", { class: "muted" }, t("no_staff_on_duty")));
+    } catch (error) {
+      replace(list, h("li", { class: "error" }, (error as ApiError).detail ?? (error as Error).message));
+    }
+  };
+  const give = async (staffId: string) => {
+    try {
+      await api(`/api/cases/${c.case_id}/assign`, { body: { staff_id: staffId } });
+      toast(`${t("assign")}: ${staffId}`);
+      await renderCase(root, c.case_id);
+    } catch (error) {
+      toast((error as ApiError).detail ?? (error as Error).message, "error");
+    }
+  };
+  return h("div", { class: "card", "data-testid": "staff-card" }, h("h3", {}, t("staff_picker")),
+    assignment ? h("p", {}, `${t("unit")}: ${unitName(assignment.lead)}`,
+      assignment.staff_id ? [" · ", `${t("assigned_to")}: `, h("b", { "data-testid": "assignee" }, assignment.staff_id)] : null) : null,
+    assignment ? h("button", { "data-action": "load-staff", onclick: () => void load() }, t("load_staff"))
+      : h("p", { class: "muted" }, t("not_dispatched")),
+    list);
+}
+
+function fmtDistance(m: number): string {
+  return m < 1000 ? `${m} m` : `${(m / 1000).toFixed(1)} km`;
 }
 
 async function drawRoads(target: L.Map): Promise<void> {

@@ -1,6 +1,7 @@
-// Sign-in for every page: the token lives in sessionStorage (gone with the tab); the password
-// only in memory, to renew the short-lived token before it expires (the identity service has
-// no refresh tokens), and never where another page could read it.
+// Sign-in for every page: the access token and its refresh token live in sessionStorage (gone
+// with the tab). The short-lived access token is renewed with the refresh token before it
+// expires; each renewal answers a new refresh token (the old one is used up), so the password
+// is never kept anywhere. Signing out revokes the refresh token at the identity service.
 
 import { h, replace } from "./dom";
 import { t } from "./i18n";
@@ -9,12 +10,13 @@ export interface User {
   sub: string; name: string; unit: string; department: string;
   roles: string[]; scopes: string[]; sees_all: boolean; expires_at: string | null;
 }
-interface Session { token: string; user: User; expiresAt: number }
+interface Session { token: string; user: User; expiresAt: number; refresh: string | null; refreshExpiresAt: number }
 
 const KEY = "cityos.session";
+const MARGIN_MS = 60000;  // renew this long before the access token expires
 let session: Session | null = load();
-let credentials: { username: string; password: string } | null = null;
 let renewTimer: number | undefined;
+let renewing: Promise<Session> | null = null;
 let promptOpen: Promise<Session> | null = null;
 let requirement: (user: User) => boolean = () => true;
 
@@ -22,7 +24,9 @@ function load(): Session | null {
   try {
     const raw = sessionStorage.getItem(KEY);
     const value = raw ? (JSON.parse(raw) as Session) : null;
-    return value && value.expiresAt > Date.now() + 5000 ? value : null;
+    const usable = value && (value.expiresAt > Date.now() + 5000 ||
+      (value.refresh && value.refreshExpiresAt > Date.now() + 5000));
+    return usable ? value : null;
   } catch { return null; }
 }
 
@@ -30,44 +34,71 @@ export function token(): string { return session?.token ?? ""; }
 export function user(): User | null { return session?.user ?? null; }
 export function hasScope(scope: string): boolean { return !!session?.user.scopes.includes(scope); }
 
-async function signIn(username: string, password: string): Promise<Session> {
-  const response = await fetch("/api/session", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ username, password }),
+async function post(path: string, body: unknown): Promise<any> {
+  const response = await fetch(path, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.detail ?? response.statusText);
-  const next = { token: body.access_token, user: body.user,
-    expiresAt: Date.now() + (body.expires_in ?? 600) * 1000 } as Session;
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(answer.detail ?? response.statusText);
+  return answer;
+}
+
+function keep(body: any): Session {
+  const now = Date.now();
+  const next: Session = { token: body.access_token, user: body.user,
+    expiresAt: now + (body.expires_in ?? 600) * 1000, refresh: body.refresh_token ?? null,
+    refreshExpiresAt: now + (body.refresh_expires_in ?? 0) * 1000 };
   session = next;
-  credentials = { username, password };
   sessionStorage.setItem(KEY, JSON.stringify(next));
   scheduleRenewal();
   return next;
 }
 
+async function signIn(username: string, password: string): Promise<Session> {
+  return keep(await post("/api/session", { username, password }));
+}
+
+/** A new access token for the refresh token (one renewal at a time: a refresh token is
+ * single use, and a second use would end the sign-in). */
+function renew(): Promise<Session> {
+  if (renewing) return renewing;
+  const refresh = session?.refresh;
+  if (!refresh) return Promise.reject(new Error("no refresh token"));
+  renewing = post("/api/session/refresh", { refresh_token: refresh }).then(keep)
+    .finally(() => { renewing = null; });
+  return renewing;
+}
+
 function scheduleRenewal(): void {
   window.clearTimeout(renewTimer);
-  if (!session || !credentials) return;
-  const wait = Math.max(5000, session.expiresAt - Date.now() - 60000);
-  renewTimer = window.setTimeout(async () => {
-    if (!credentials) return;
-    try { await signIn(credentials.username, credentials.password); }
-    catch { onUnauthorized(); }
-  }, wait);
+  if (!session?.refresh) return;
+  const wait = Math.max(0, session.expiresAt - Date.now() - MARGIN_MS);
+  renewTimer = window.setTimeout(() => { renew().catch(() => void prompt()); }, wait);
+}
+
+function forget(): void {
+  window.clearTimeout(renewTimer);
+  session = null;
+  sessionStorage.removeItem(KEY);
 }
 
 export function signOut(): void {
-  sessionStorage.removeItem(KEY);
-  session = null;
-  credentials = null;
-  location.reload();
+  const refresh = session?.refresh;
+  forget();
+  const done = refresh
+    ? fetch("/api/session/end", { method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: refresh }) }).catch(() => undefined)
+    : Promise.resolve();
+  void done.then(() => location.reload());
 }
 
-/** Called on a 401: ask to sign in again (once, however many calls failed). */
-export function onUnauthorized(): Promise<unknown> {
-  session = null;
-  sessionStorage.removeItem(KEY);
+/** Called on a 401: renew with the refresh token, else ask to sign in again (once, however
+ * many calls failed). */
+export async function onUnauthorized(): Promise<unknown> {
+  if (session?.refresh) {
+    try { return await renew(); } catch { /* used up, revoked or expired: sign in again */ }
+  }
+  forget();
   return prompt();
 }
 
@@ -75,6 +106,9 @@ export function onUnauthorized(): Promise<unknown> {
  * user may use the page (else the form says so and offers to switch accounts). */
 export async function requireUser(allowed: (user: User) => boolean): Promise<User> {
   requirement = allowed;
+  if (session && session.expiresAt <= Date.now() + MARGIN_MS) {
+    await renew().catch(() => forget());  // back after a while: renew before the first call
+  }
   if (session && allowed(session.user)) { scheduleRenewal(); return session.user; }
   return (await prompt()).user;
 }

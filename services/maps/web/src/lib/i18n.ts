@@ -136,6 +136,21 @@ const DICT: Record<string, Text> = {
   submitted: { zh: "已提交，案件号", en: "Submitted, case" },
   optional: { zh: "可选", en: "optional" },
   services: { zh: "服务状态", en: "Services" },
+  field_staff: { zh: "在岗人员", en: "Field staff" },
+  staff_picker: { zh: "派给处置人员", en: "Give it to a person" },
+  load_staff: { zh: "查看在岗人员（由近及远）", en: "On-duty staff, nearest first" },
+  no_staff_on_duty: { zh: "该单位暂无在岗人员", en: "Nobody of this unit is on duty" },
+  not_dispatched: { zh: "案件派遣到单位后可指定人员", en: "Dispatch the case to a unit first" },
+  assign: { zh: "派给TA", en: "Assign" },
+  assigned_to: { zh: "当前处置人", en: "Assigned to" },
+  open_tasks: { zh: "在办任务", en: "open tasks" },
+  no_position: { zh: "无定位", en: "no position" },
+  preview: { zh: "预览分派", en: "Preview" },
+  at_hour: { zh: "时间", en: "Time" },
+  preview_current: { zh: "现行规则", en: "Rules in force" },
+  preview_with_rule: { zh: "保存本规则后", en: "With this rule" },
+  preview_absent: { zh: "调度服务尚未提供规则试算接口（POST /rules/preview），暂无法预览", en: "Dispatch does not offer a rule dry run yet (POST /rules/preview): no preview" },
+  by_rule: { zh: "依据规则", en: "by rule" },
 };
 
 export function t(key: string): string {

@@ -1,5 +1,6 @@
 // A theme's layers on the map, built from its configuration (no code per theme): static
-// layers are fetched once, live ones (vehicles, sensors, cases) are fed by the live feed.
+// layers are fetched once, live ones (vehicles, sensors, cases, field staff) are fed by the
+// live feed.
 
 import L from "leaflet";
 import { api } from "../lib/api";
@@ -83,6 +84,8 @@ export class ThemeLayers {
   // Points (cases, sites, enterprises) above the live vehicle canvas; areas and lines below.
   private readonly pane = "points";
   private readonly scale = Math.max(1, parseFloat(getComputedStyle(document.documentElement).fontSize) / 14);
+  // People are few and each is someone to click: drawn as SVG elements, not on the canvas.
+  private readonly staffRenderer = L.svg({ pane: this.pane });
 
   constructor(private map: L.Map, private city: City, private theme: Theme) {
     if (!map.getPane(this.pane)) map.createPane(this.pane).style.zIndex = "460";
@@ -226,6 +229,42 @@ export class ThemeLayers {
       entry.count = entry.group.getLayers().length;
     }
     this.onChange();
+  }
+
+  /** Field staff on duty: one marker per person, moved on each fix, removed when gone. */
+  applyStaff(columns: Columns): void {
+    for (const entry of this.entries.values()) {
+      if (entry.config.kind !== "staff" || !entry.group) continue;
+      if (columns.full) entry.group.clearLayers();
+      const byId = new Map<string, L.CircleMarker>();
+      entry.group.eachLayer((l) => byId.set((l as any).options.staffId, l as L.CircleMarker));
+      for (const key of columns.gone) {
+        byId.get(key.slice(key.indexOf("/") + 1))?.remove();
+      }
+      const { color, radius } = entry.config.style;
+      for (let j = 0; j < columns.id.length; j++) {
+        const id = columns.id[j];
+        const unit = columns.u?.[j] ?? null;
+        let marker = byId.get(id);
+        if (!marker) {
+          marker = L.circleMarker([columns.y[j], columns.x[j]], { radius: radius * this.scale, weight: 2,
+            color: "#f8fafc", fillColor: color, fillOpacity: 0.95, staffId: id, pane: this.pane,
+            renderer: this.staffRenderer, className: "staff-marker" } as L.CircleMarkerOptions);
+          marker.addTo(entry.group);
+        }
+        marker.setLatLng([columns.y[j], columns.x[j]]);
+        marker.bindPopup(`<b>${t("field_staff")} ${escapeHtml(id)}</b><br>${t("unit")}: ${escapeHtml(unitName(unit))}<br>` +
+          `${t("updated")}: ${new Date(columns.t[j] * 1000).toLocaleTimeString()}`);
+      }
+      entry.count = entry.group.getLayers().length;
+    }
+    this.onChange();
+  }
+
+  staffCount(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.config.kind === "staff") n = Math.max(n, e.count);
+    return n;
   }
 
   applyCases(message: { full: boolean; items: CaseView[] }): void {

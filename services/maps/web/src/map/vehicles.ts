@@ -8,6 +8,7 @@ import L from "leaflet";
 export interface Columns {
   full: boolean; datasets: string[]; d: number[]; id: string[]; x: number[]; y: number[];
   v: Array<number | null>; h: Array<number | null>; val: Array<number | null>; t: number[]; gone: string[];
+  u?: Array<string | null>;  // field staff: their unit
 }
 
 export const SPEED_LIMITS = [5, 20, 40, 60, Infinity];
