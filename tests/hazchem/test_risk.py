@@ -13,6 +13,7 @@ import h3
 import numpy as np
 import pytest
 from data_platform.conftest import eventually, ingestion, issuer, spatiotemporal  # noqa: F401
+from litestar.exceptions import HTTPException
 from litestar.testing import AsyncTestClient
 from stquery.conftest import entity, st, store, write_entities, write_fixes  # noqa: F401
 
@@ -21,7 +22,7 @@ from cityos_events.config import EventsSettings
 from cityos_hazchem import population, risk
 from cityos_hazchem.app import build_app
 from cityos_hazchem.risk import FACTORS, Points, RiskSettings
-from cityos_hazchem.risk_api import DailyRisk, RiskService
+from cityos_hazchem.risk_api import DailyRisk, RiskService, hub_upstream
 from cityos_kit.auth import AuthPlugin
 from cityos_kit.city import City
 from cityos_kit.config import DEFAULT_CITY_DIR
@@ -159,6 +160,12 @@ def test_a_city_tunes_the_model_through_its_environment() -> None:
                 {"CITYOS_HAZCHEM_RISK_DAILY_AT": "25:00"}):
         with pytest.raises(ValueError):
             RiskSettings.from_env(bad).check()
+
+
+async def test_an_unreachable_event_hub_is_a_502_naming_it() -> None:
+    with pytest.raises(HTTPException) as caught:
+        await hub_upstream("http://127.0.0.1:9")("GET", "/cases", None, {}, None)  # discard port
+    assert caught.value.status_code == 502 and "event hub" in caught.value.detail
 
 
 # -- the service -----------------------------------------------------------------------------

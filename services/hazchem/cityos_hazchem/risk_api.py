@@ -53,12 +53,17 @@ TOP_IN_RUN = 5
 
 
 def hub_upstream(base_url: str, timeout_s: float = 60.0) -> Upstream:
-    """The event hub over HTTP; its refusals become a 502 naming it."""
+    """The event hub over HTTP; its refusals, and its silence, become a 502 naming it."""
     async def call(method: str, path: str, body: Any, params: dict[str, str] | None,
                    token: str | None) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s) as client:
-            r = await client.request(method, path, json=body, params=params, headers=headers)
+        try:
+            async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s) as client:
+                r = await client.request(method, path, json=body, params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise HTTPException(status_code=502, detail=f"event hub at {base_url} did not answer "
+                                                        f"(CITYOS_HAZCHEM_RISK_EVENTS_URL): {exc!r}"
+                                ) from exc
         if r.status_code >= 400:
             raise HTTPException(status_code=502, detail=f"event hub {path}: {r.status_code} "
                                                         f"{r.text[:300]}")
