@@ -18,8 +18,14 @@ above the scale still rank among themselves. The score is
 100 × Σ weight × normalised / Σ weight, so each factor's contribution is
 100 × weight × normalised / Σ weight and the contributions add up to the score.
 
-Cells have equal areas, so a cell's raw value is an amount; a street's is a density (per km²),
-so large and small streets compare. Everything here is pure: no network, no database.
+Cells have nearly equal areas, so a cell's raw value is an amount; a street's is a density (per
+km²), so large and small streets compare. Everything here is pure: no network, no database.
+
+Tuning (`RiskSettings`, `CITYOS_HAZCHEM_RISK_*`): a city sets the weights to its priorities
+(say people first: raise `WEIGHT_POPULATION`), the kind and status weights of its enterprise
+register, the windows and the incident categories; then recomputes a past day it knows
+(`POST /risk/compute {"day": ...}`) and reads `GET /risk?day=...`: each area's factor list shows
+which term put it where, so a surprising rank points at the weight or the data to fix.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
