@@ -107,6 +107,7 @@ async def token(
                                outcome="denied", status_code=OAUTH_STATUS.get(str(exc.code), 400),
                                ip=client_ip(request.scope), detail=str(exc.code))
         return _oauth_error(str(exc.code), exc.description)
+    who = grant.subject or who
     if audit is not None:
         await audit.record(actor=who, action=f"token {data.grant_type}", resource=who,
                            outcome="success", status_code=200, ip=client_ip(request.scope),

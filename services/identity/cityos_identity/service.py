@@ -78,6 +78,7 @@ class Grant:
     scopes: list[str]
     refresh_token: str | None = None
     refresh_expires_in: int | None = None
+    subject: str = ""  # whom it was issued to (a refresh token does not say beforehand)
 
 
 def _person_info(row: asyncpg.Record) -> PersonInfo:
@@ -177,7 +178,8 @@ class Identity:
             conn, username=person["username"], scopes=granted, access_jti=jti, now=now,
             idle_s=self.config.refresh_idle_s, family_expires_at=family_ends,
             family_id=family_id)
-        return Grant(token, lifetime, granted, issued.token, issued.expires_in)
+        return Grant(token, lifetime, granted, issued.token, issued.expires_in,
+                     person["username"])
 
     async def refresh_token(self, token: str, scope: str | None) -> Grant:
         """The refresh_token grant: rotate the refresh token and answer a new access token.
