@@ -41,12 +41,13 @@ from cityos_hazchem.risk import FACTORS, Breakdown, RiskSettings
 from cityos_kit.auth import AuthSettings, scope
 from cityos_kit.city import City
 from cityos_kit.client_auth import ClientCredentials
-from cityos_kit.telemetry import logger
+from cityos_kit.telemetry import inject_headers, logger, tracer
 
 if TYPE_CHECKING:  # app.py registers these routes, so it cannot be imported from here
     from cityos_hazchem.app import Upstream
 
 log = logger("cityos.hazchem.risk")
+_tracer = tracer("cityos.hazchem.risk")
 TokenSource = Callable[[], Awaitable[str | None]]
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"hazchem.risk.daily").digest()[:8], "big", signed=True)
 TOP_IN_RUN = 5
@@ -56,7 +57,8 @@ def hub_upstream(base_url: str, timeout_s: float = 60.0) -> Upstream:
     """The event hub over HTTP; its refusals, and its silence, become a 502 naming it."""
     async def call(method: str, path: str, body: Any, params: dict[str, str] | None,
                    token: str | None) -> Any:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # The hub's spans join this computation's trace.
+        headers = inject_headers({"Authorization": f"Bearer {token}"} if token else {})
         try:
             async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s) as client:
                 r = await client.request(method, path, json=body, params=params, headers=headers)
@@ -268,7 +270,9 @@ class DailyRisk:
                 if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM risk_runs WHERE day = $1)",
                                        day):
                     return None
-                run = await self.svc.compute(day, await self.token(), "daily")
+                with _tracer.start_as_current_span("hazchem risk daily",
+                                                   attributes={"risk.day": str(day)}):
+                    run = await self.svc.compute(day, await self.token(), "daily")
                 log.info("risk_daily_computed", day=str(day), cells=run.cells)
                 return run
             finally:
