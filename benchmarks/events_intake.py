@@ -12,7 +12,10 @@ reports (made-up incidents from the evaluation generator, many merging) are post
 `--replicas` event-hub processes (as Kubernetes would run them; the cell locks keep replicas
 from opening one incident twice). Every fifth POST is
 followed by searches for its unique ticket number until the case is found: POST→visible.
-Prints one JSON line: value = sustained reports/s; p99 POST→visible-in-search in ms.
+Prints one JSON line: value = sustained reports/s; p99 POST→visible-in-search in ms; and the
+CPU each part spent per report while posting (this client, the event-hub processes, the
+database's backends), as the machine is shared: the CPU a figure cost says more than the
+figure alone when other work competes for the cores.
 """
 
 import argparse
@@ -179,6 +182,28 @@ async def load(urls: list[str], auth: httpx.Auth, work: list[tuple[str, dict[str
     return elapsed, posts, visible, merged
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (Linux's /proc; gone processes count 0)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def backends(database_url: str) -> list[int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return [r["pid"] for r in await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()")]
+    finally:
+        await conn.close()
+
+
 def p(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000 \
         if len(values) > 1 else values[0] * 1000
@@ -215,19 +240,29 @@ async def main() -> None:
         fill_s = await prefill(database_url, args.cases)
         work = bodies(args.reports)
         log(f"posting {len(work):,} reports with {args.concurrency} clients")
+        services = [proc.pid for proc in procs[1:]]
+        before = {"client": time.process_time(), "service": cpu_seconds(services),
+                  "postgres": cpu_seconds(await backends(database_url))}
         elapsed, posts, visible, merged = await load(urls, auth, work, args.concurrency)
+        spent = {"client": time.process_time() - before["client"],
+                 "service": cpu_seconds(services) - before["service"],
+                 "postgres": cpu_seconds(await backends(database_url)) - before["postgres"]}
+        per_report = {k: round(v / len(posts) * 1000, 2) for k, v in spent.items()}
+        client_share = spent["client"] / (elapsed * (os.cpu_count() or 1))
         rate = len(posts) / elapsed
         log(f"  {len(posts):,} reports in {elapsed:.1f} s = {rate:,.0f} reports/s "
             f"({merged:,} merged into existing cases); POST p50 {p(posts, 50):.1f} ms "
             f"p99 {p(posts, 99):.1f} ms; POST→visible p50 {p(visible, 50):.1f} ms "
-            f"p99 {p(visible, 99):.1f} ms")
+            f"p99 {p(visible, 99):.1f} ms; CPU ms per report {per_report}, the client's "
+            f"share of the machine's CPU {client_share:.0%}")
         print(json.dumps({"benchmark": "events_intake", "value": round(rate), "unit": "reports/s",
                           "p99_visible_ms": round(p(visible, 99), 1),
                           "p50_visible_ms": round(p(visible, 50), 1),
                           "p99_post_ms": round(p(posts, 99), 1), "reports": len(posts),
                           "merged": merged, "cases_prefilled": args.cases,
                           "prefill_s": round(fill_s), "concurrency": args.concurrency,
-                          "replicas": args.replicas}))
+                          "replicas": args.replicas, "cpu_ms_per_report": per_report,
+                          "client_cpu_share": round(client_share, 3)}))
     finally:
         for proc in procs:
             proc.terminate()

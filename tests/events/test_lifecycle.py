@@ -107,7 +107,7 @@ async def test_two_concurrent_updates_of_one_case_lose_nothing(
 
 
 async def test_reports_of_one_incident_arriving_together_make_one_case(
-        events: AsyncTestClient[Any]) -> None:
+        events: AsyncTestClient[Any], make_settings: Any) -> None:
     lon, lat = fresh_point()
     texts = [f"{who}反映：任港新村北门垃圾桶满得溢出来，臭气熏天" for who in
              ("市民", "居民", "网格员", "物业", "路人", "业主", "租户", "店主")]
@@ -119,6 +119,18 @@ async def test_reports_of_one_incident_arriving_together_make_one_case(
     detail = (await events.get(f"/cases/{case_id}")).json()
     assert detail["case"]["report_count"] == len(texts) == len(detail["reports"])
     assert [e["seq"] for e in detail["history"]] == list(range(1, len(detail["history"]) + 1))
+    # Published in batches across requests, the case's events are on the stream in seq order.
+    bus = Bus(make_settings("order-reader"))
+    await bus.connect()
+    try:
+        for _ in range(50):
+            streamed = await replay(bus, case_id)
+            if len(streamed) == len(detail["history"]):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await bus.close()
+    assert [e.seq for e in streamed] == [e["seq"] for e in detail["history"]]
 
 
 async def test_history_is_rebuilt_from_the_stream(events: AsyncTestClient[Any],

@@ -9,6 +9,7 @@ readers order and deduplicate beyond it.
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -26,7 +27,11 @@ class EventPublisher:
         self.bus = bus
         self.store = store
         self._published: list[tuple[int, int]] = []
-        self._sending: set[asyncio.Task[bool]] = set()
+        self._queued: list[tuple[Sequence[CaseEvent], contextvars.Context]] = []
+        self._sender: asyncio.Task[None] | None = None
+        # How long the first of a batch of intake's events waits for others to join it: every
+        # write to NATS is a system call, dear on a busy machine, and one carries a batch.
+        self.batch_wait_s = 0.005
         # An event still unmarked this long after it was recorded is published again.
         self.relay_grace = timedelta(seconds=10)
         self.relay_every_s = 5.0
@@ -47,12 +52,19 @@ class EventPublisher:
         return True
 
     def publish_soon(self, events: Sequence[CaseEvent]) -> None:
-        """Publish in the background: the events are committed (the relay sends them if this
-        fails), so an answer need not wait for NATS's acks. The task keeps the caller's trace, and
-        writes to the connection before any later request is served: the order holds."""
-        task = asyncio.create_task(self.publish(events))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        """Publish in the background, batched with other requests' events: they are committed
+        (the relay sends them if this fails), so an answer need not wait for NATS's acks. Each
+        keeps its caller's trace; batches go out in the order they were queued."""
+        self._queued.append((events, contextvars.copy_context()))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_queued(), name="case-event-batches")
+
+    async def _send_queued(self) -> None:
+        await asyncio.sleep(self.batch_wait_s)
+        while self._queued:  # what queued up meanwhile is the next batch
+            batch, self._queued = self._queued, []
+            await asyncio.gather(*(asyncio.create_task(self.publish(events), context=context)
+                                   for events, context in batch))
 
     async def flush(self) -> None:
         keys, self._published = self._published, []
