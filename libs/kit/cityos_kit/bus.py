@@ -236,18 +236,26 @@ class Bus:
         )
         decoder = msgspec.json.Decoder(message_type)
         lanes = _Lanes(parallel) if parallel > 1 else None
+        draining = False
         try:
             while not self._stopping.is_set():
                 try:
-                    msgs = await sub.fetch(batch, timeout=1)
+                    if draining and lanes is not None:
+                        # Messages came: take what else is there, for the free lanes, in one
+                        # request (waiting at most 10 ms), not a round trip each.
+                        msgs = await sub.fetch(max(1, lanes.free), timeout=0.01)
+                    else:
+                        msgs = await sub.fetch(batch, timeout=1)
                 except (nats.errors.TimeoutError, TimeoutError):  # nothing to do (nats-py raises
-                    continue                                       # either, depending on timing)
+                    draining = False                               # either, depending on timing)
+                    continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                     return
                 except Exception as exc:  # a consumer must outlive a hiccup of the server
                     log.warning("fetch_failed", durable=durable, error=repr(exc))
                     await asyncio.sleep(1)
                     continue
+                draining = True
                 if batch_handler is not None and len(msgs) > 1 and await self._handle_batch(
                         msgs, decoder, batch_handler):
                     continue
@@ -330,12 +338,14 @@ class _Lanes:
 
     def __init__(self, width: int) -> None:
         self._slots = asyncio.Semaphore(width)
+        self.free = width
         self._last: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
 
     async def start(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
         """Returns once `work` has a slot (waiting for a free one: back-pressure on fetch)."""
         await self._slots.acquire()
+        self.free -= 1
         task = asyncio.create_task(self._after(self._last.get(key), work))
         self._last[key] = task
         self._running.add(task)
@@ -350,6 +360,7 @@ class _Lanes:
 
     def _done(self, key: str, task: "asyncio.Task[None]") -> None:
         self._slots.release()
+        self.free += 1
         self._running.discard(task)
         if self._last.get(key) is task:
             del self._last[key]

@@ -55,14 +55,13 @@ from cityos_contracts.identity import Principal
 from cityos_contracts.subjects import REPORTS
 from cityos_dispatch import emergency, feedback, staff
 from cityos_dispatch.config import DispatchSettings
-from cityos_dispatch.consumers import start_consumers
 from cityos_dispatch.dispatcher import Dispatcher, Forbidden
 from cityos_dispatch.hub import EventHub, HubRefused, HubUnavailable
 from cityos_dispatch.journal import Journal
 from cityos_dispatch.rules import CityUnits, RuleError, seed
 from cityos_dispatch.staff import Position, Positions, QueryFailed
 from cityos_dispatch.store import Conflict, DispatchStore, NotFound
-from cityos_dispatch.timers import TimerLoop
+from cityos_dispatch.worker import Worker
 from cityos_kit.app import create_service_app
 from cityos_kit.auth import AuthPlugin, AuthSettings, current_principal, scope
 from cityos_kit.bus import Bus
@@ -113,6 +112,12 @@ async def _answer(call: Callable[[], Awaitable[T]]) -> T:
                             detail=f"spatio-temporal service: {exc.detail}") from exc
 
 
+def _rules_edited(state: State) -> None:
+    _d(state).forget_rules()
+    worker: Worker = state.worker
+    worker.forget_rules()
+
+
 def _token(request: Request[Any, Any, Any]) -> str:
     return request.headers.get("authorization", "").partition(" ")[2].strip()
 
@@ -144,7 +149,7 @@ async def add_rule(data: RuleIn, state: State, request: Request[Any, Any, Any]) 
     d = _d(state)
     await _answer(_sync(lambda: d.units.check(data)))
     (rule,) = await d.store.add_rules([data], current_principal(request).sub)
-    d.forget_rules()
+    _rules_edited(state)
     return rule
 
 
@@ -176,7 +181,7 @@ async def update_rule(rule_id: Id, data: RuleIn, state: State, request: Request[
     rule = await _answer(lambda: d.store.update_rule(rule_id, data,
                                                      current_principal(request).sub,
                                                      expected_version))
-    d.forget_rules()
+    _rules_edited(state)
     return rule
 
 
@@ -187,7 +192,7 @@ async def delete_rule(rule_id: Id, state: State, request: Request[Any, Any, Any]
     d = _d(state)
     rule = await _answer(lambda: d.store.update_rule(rule_id, None,
                                                      current_principal(request).sub, None))
-    d.forget_rules()
+    _rules_edited(state)
     return rule
 
 
@@ -608,26 +613,29 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
     options = dispatch_settings or DispatchSettings.from_env()
     units = CityUnits(City(settings.city_dir))
 
+    def make_dispatcher(pool: asyncpg.Pool, bus: Bus) -> Dispatcher:
+        return Dispatcher(pool, DispatchStore(pool), EventHub(hub_http or hub_client(options)),
+                          Journal(bus), units, options)
+
     async def start(app: Litestar, pool: asyncpg.Pool, bus: Bus) -> None:
         store = DispatchStore(pool)
         if options.seed_rules and not await store.rules(include_deleted=True):
             await store.add_rules(seed(units), "system:seed")
-        http = hub_http or hub_client(options)
-        dispatcher = Dispatcher(pool, store, EventHub(http), Journal(bus), units, options)
+        dispatcher = make_dispatcher(pool, bus)  # the API's
         positions = Positions(bus, store, options)
-        timers = TimerLoop(pool, store, dispatcher.remind, dispatcher.fire, options.tick_s)
-        app.state.update(dispatcher=dispatcher, positions=positions, timers=timers,
+        worker = Worker(settings, SCHEMA, make_dispatcher,
+                        pool_size=options.consumer_parallel + 1)
+        app.state.update(dispatcher=dispatcher, positions=positions, worker=worker,
                          roster=Roster(store))
-        start_consumers(bus, dispatcher)
+        await worker.start()
         positions.start()
-        timers.start()
         # What start-up made lives as long as the process: out of the collector's way, so a
         # full collection pauses the loop (and acceptance -> dispatch) for less.
         gc.freeze()
 
     async def stop(app: Litestar) -> None:
-        if "timers" in app.state:
-            await app.state.timers.stop()
+        if "worker" in app.state:
+            await app.state.worker.stop()
             await app.state.positions.stop()
 
     app = create_service_app(
