@@ -71,6 +71,8 @@ async def prefill(database_url: str, cases: int) -> float:
     streets = [f for f in city.divisions["features"] if f["properties"]["level"] == "street"]
     conn = await asyncpg.connect(database_url, server_settings={"search_path": "events,public"})
     started = time.perf_counter()
+    # Bulk loading goes faster through GIN's pending list; the service writes straight in.
+    await conn.execute("ALTER INDEX reports_bigrams SET (fastupdate = on)")
     await conn.execute("CREATE TEMP TABLE texts (i int, text text, bigrams text[])")
     await conn.executemany("INSERT INTO texts VALUES ($1, $2, $3)",
                            [(i, t, search_terms(t)) for i, t in enumerate(texts)])
@@ -117,6 +119,8 @@ async def prefill(database_url: str, cases: int) -> float:
             "  'actor', 'system:intake', 'actor_unit', 'CMD', 'at', first_reported_at), true"
             " FROM cases WHERE case_id > (SELECT coalesce(max(case_id), 0) FROM case_events)")
         log(f"  pre-filled {last:,} cases ({time.perf_counter() - started:.0f} s)")
+    await conn.execute("SELECT gin_clean_pending_list('reports_bigrams'::regclass)")
+    await conn.execute("ALTER INDEX reports_bigrams SET (fastupdate = off)")
     await conn.execute("ANALYZE")
     await conn.close()
     return time.perf_counter() - started
