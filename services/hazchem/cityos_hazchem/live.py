@@ -114,12 +114,13 @@ def thresholds_from_env(env: dict[str, str] | None = None) -> Thresholds:
 class Window:
     """One vehicle's recent fixes: sorted by time, one per time."""
 
-    __slots__ = ("horizon", "lat", "lon", "t")
+    __slots__ = ("changed", "horizon", "lat", "lon", "t")
 
     def __init__(self) -> None:
         self.t = self.lon = self.lat = np.zeros(0)
         # An episode starting at or before this may have begun earlier: not warned.
         self.horizon = -np.inf
+        self.changed = np.inf  # the earliest fix added since the rules last ran
 
     def add(self, t: np.ndarray, lon: np.ndarray, lat: np.ndarray, keep_s: float) -> int:
         """Merge fixes in; returns how many were too late (older than the window already was).
@@ -127,6 +128,8 @@ class Window:
         when catching up."""
         floor = float(self.t[-1]) - keep_s if len(self.t) else -np.inf
         fresh = t >= floor
+        if fresh.any():
+            self.changed = min(self.changed, float(t[fresh].min()))
         t_all = np.concatenate((self.t, t[fresh]))
         order = np.argsort(t_all, kind="stable")  # existing fixes first among equal times
         t_all = t_all[order]
@@ -137,15 +140,16 @@ class Window:
         self.lat = np.concatenate((self.lat, lat[fresh]))[order][keep]
         return int((~fresh).sum())
 
-    def trim(self, keep_s: float) -> None:
-        """Keep the last `keep_s` seconds; an episode starting at the first fix kept may have
-        begun before it."""
-        if not len(self.t):
-            return
+    def trim(self, keep_s: float) -> bool:
+        """Keep the last `keep_s` seconds once the window holds half as much again (trimming at
+        every fix would walk a parked vehicle's stay from the window's start each time); an
+        episode starting at the first fix kept may have begun before it. True if trimmed."""
+        if not len(self.t) or self.t[-1] - self.t[0] <= 1.5 * keep_s:
+            return False
         i = int(np.searchsorted(self.t, float(self.t[-1]) - keep_s))
-        if i > 0:
-            self.t, self.lon, self.lat = self.t[i:], self.lon[i:], self.lat[i:]
-            self.horizon = max(self.horizon, float(self.t[0]))
+        self.t, self.lon, self.lat = self.t[i:], self.lon[i:], self.lat[i:]
+        self.horizon = max(self.horizon, float(self.t[0]))
+        return True
 
     def track(self, vehicle: str) -> Track:
         return Track(vehicle, self.t, self.lon, self.lat)
@@ -196,6 +200,7 @@ class LiveWarnings:
         self.keep_s = options.window_h * 3600.0
         self.unlicensed = set(LiveSettings.split(options.unlicensed))
         self.windows: dict[str, Window] = {}
+        self.walks: dict[str, stays.Walk] = {}
         self.stays: dict[str, Stays] = {}  # per vehicle, as of its window's last change
         self.episodes = Episodes()
         self.registry: Registered | None = None if registry else Registered.empty()
@@ -309,17 +314,31 @@ class LiveWarnings:
         window). Stays of every vehicle take part: some rules (licence anomalies, suspected
         black-workshop sites) look across vehicles."""
         tracks = [rules.clean(self.windows[v].track(v), self.th) for v in vehicles]
+        driving = []
         for tr in tracks:
-            self.stays[tr.vehicle] = stays.detect(tr)
+            win = self.windows[tr.vehicle]
+            # Cleaning may drop or keep the two fixes before a new one (outliers are judged by
+            # both neighbours): what changed starts before them.
+            i = max(0, int(np.searchsorted(tr.t, win.changed)) - 2)
+            since = float(tr.t[i]) if len(tr.t) else -np.inf
+            walk = self.walks.setdefault(tr.vehicle, stays.Walk())
+            self.stays[tr.vehicle] = walk.update(tr, since)
+            win.changed = np.inf
+            # Driving rules (fatigue, night, non-operating) can only warn anew when the vehicle
+            # moved (as `rules.driving_blocks` counts it) since: most fixes are parked ones.
+            d = rules._metres(tr.lon[i:-1], tr.lat[i:-1], tr.lon[i + 1:], tr.lat[i + 1:])
+            dt = np.maximum(np.diff(tr.t[i:]), 1.0)
+            if ((d >= self.th.stationary_m) & (d / dt >= self.th.stationary_mps)).any():
+                driving.append(tr)
         # Until the registered datasets are in, every long stay would look like "nothing
         # registered" and no vehicle unlicensed: stays wait (still in the window) for them.
         reg = self.registry or Registered.empty()
         found = stays.concat(list(self.stays.values()) if self.registry else [])
         licensed = {v: reg.licensed.get(v, True) and v not in self.unlicensed for v in vehicles}
         out = []
-        for w in rules.detect_all(tracks, licensed, found, reg.enterprises, reg.pois, self.th):
-            win = self.windows.get(w.vehicle)
-            if (win is None or w.start > win.horizon) and not self.episodes.known(w):
+        for w in rules.detect_all(driving, licensed, found, reg.enterprises, reg.pois, self.th):
+            cut = self.windows[w.vehicle].horizon if w.vehicle in self.windows else -np.inf
+            if w.start > cut and not self.episodes.known(w):
                 out.append(w)
         return out
 
@@ -342,8 +361,9 @@ class LiveWarnings:
             self.episodes.add(w)
         for v in touched:
             win = self.windows[v]
-            win.trim(self.keep_s)
-            self.episodes.forget_before(v, win.horizon)
+            if win.trim(self.keep_s):
+                self.episodes.forget_before(v, win.horizon)
+                self.walks[v].forget_before(win.horizon)
 
 
 def registry_from(places: PlacesFetch, licences: LicenceFetch,
