@@ -135,19 +135,21 @@ def create_service_app(
     title: str,
     description: str = "",
     auth: AuthPlugin | None = None,
+    pool_options: dict[str, Any] | None = None,
 ) -> Litestar:
     """A service with its own Postgres schema and a NATS connection, ready when both are.
 
     On start-up: open the pool, apply the service's migrations, connect to NATS, declare the
     platform's streams, then `start(app, pool, bus)` puts the service's objects on `app.state`
     and starts its consumers. On shutdown the consumers stop before the pool closes.
+    `pool_options` go to `db.create_pool` (asyncpg's pool: size, reset).
     """
     bus = Bus(settings)
     pools: list[asyncpg.Pool] = []
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await db.create_pool(settings, schema)
+        pool = await db.create_pool(settings, schema, **(pool_options or {}))
         try:
             await db.migrate(pool, schema, migrations)
             await bus.connect()

@@ -409,6 +409,11 @@ ROUTES: list[ControllerRouterHandler] = [
     create_report, get_report, list_categories, classify_text, get_case, get_contacts,
     search_cases, feed, *ACTIONS, merge_case, split_case, open311.router]
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection back in the pool needs no reset query (a round trip on every release):
+    the event hub leaves no session state, only transactions, which asyncpg rolls back."""
+
+
 def build_app(settings: Settings, auth: AuthPlugin | None = None,
               events_settings: EventsSettings | None = None) -> Litestar:
     city = City(settings.city_dir)
@@ -431,7 +436,7 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
 
     return create_service_app(
         settings, schema=SCHEMA, migrations=MIGRATIONS, route_handlers=ROUTES, start=start,
-        auth=auth, title="CityOS event hub",
+        auth=auth, title="CityOS event hub", pool_options={"reset": _keep_session},
         description="One door in for every incident: reports from every channel (and Open311) "
                     "become classified, located, de-duplicated cases with one history.",
     )
