@@ -9,6 +9,7 @@ suspected site of a place warning): a warning that recurs later is a new report 
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cityos_contracts.cases import ReportIn
 from cityos_hazchem import rules
@@ -28,8 +29,12 @@ TEXT = {
 }
 
 
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+LOCAL = ZoneInfo(rules.Thresholds().timezone)
+
+
+def _local(t: float, tz: ZoneInfo) -> str:
+    """Local wall time for the people reading the case (the event hub keeps the exact times)."""
+    return datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M")
 
 
 def source_ref(w: Warning) -> str:
@@ -49,14 +54,14 @@ def _intercept(ev: dict[str, Any]) -> str:
     return "；" + "，".join(parts) if parts else ""
 
 
-def to_report(w: Warning) -> ReportIn:
+def to_report(w: Warning, tz: ZoneInfo = LOCAL) -> ReportIn:
     # Only scalars and lists go in the text (the area and officers stay structured), cut so a
     # site visited by hundreds of vehicles still fits the hub's text limit.
     detail = ", ".join(f"{k}={v}" for k, v in sorted(w.evidence.items())
                        if not isinstance(v, dict) and k != "police")[:MAX_DETAIL]
     who = f"企业 {rules.subject(w)}" if w.kind == rules.LICENCE else \
         f"地点 {rules.subject(w)}" if w.kind == rules.BLACK_SITE else f"车辆 {w.vehicle}"
-    text = (f"{TEXT[w.kind]}：{who}，{_iso(w.start)} 至 {_iso(w.end)}，"
+    text = (f"{TEXT[w.kind]}：{who}，{_local(w.start, tz)} 至 {_local(w.end, tz)}，"
             f"严重程度 {w.severity}（{detail}）{_intercept(w.evidence)}")
     return ReportIn(
         channel="system", text=text, reported_at=datetime.fromtimestamp(w.end, UTC),
