@@ -19,7 +19,7 @@ from cityos_events.config import EventsSettings
 from cityos_events.location import Locator, OutsideCity
 from cityos_events.merge import Candidate, Merger, Sighting
 from cityos_events.publisher import EventPublisher
-from cityos_events.store import CaseStore, CategoryInfo, NewReport
+from cityos_events.store import MERGEABLE_PRECISION_M, CaseStore, CategoryInfo, NewReport
 
 _NOT_TEXT = re.compile(r"[\W_]+")
 
@@ -66,7 +66,7 @@ class Intake:
         self.settings = settings
         self.merger = merger
         # Far enough to reach any sighting the merger could accept (gazetteer slack included).
-        self.search_radius_m = settings.merge_radius_m + 2 * 1000.0
+        self.search_radius_m = settings.merge_radius_m + 2 * MERGEABLE_PRECISION_M
 
     def check(self, report: ReportIn) -> None:
         text = report.text.strip()

@@ -9,6 +9,7 @@ reports of one new incident arriving together cannot both open a case.
 
 import base64
 import json
+import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -194,8 +195,8 @@ class CaseStore:
                 return opened
             assert loc.lon is not None and loc.lat is not None
             cells = neighbour_cells(loc.lon, loc.lat, search_radius_m)
-            candidates, seen = await self._candidates(conn, cells, report.reported_at, window,
-                                                      closed_window, confident_at)
+            candidates, seen = await self._candidates(conn, cells, report, search_radius_m,
+                                                      window, closed_window, confident_at)
             target = choose(_sighting(report), candidates) if candidates else None
             result = await self._write(conn, report, target, cells, seen, window,
                                        closed_window, mergeable)
@@ -217,7 +218,7 @@ class CaseStore:
         cells = neighbour_cells(loc.lon, loc.lat, search_radius_m)
         await conn.execute(
             "SELECT pg_advisory_xact_lock(c) FROM unnest($1::bigint[]) AS c ORDER BY c", cells)
-        candidates, _ = await self._candidates(conn, cells, report.reported_at, window,
+        candidates, _ = await self._candidates(conn, cells, report, search_radius_m, window,
                                                closed_window, confident_at)
         target = choose(_sighting(report), candidates) if candidates else None
         result = await self._write(conn, report, target, None, {}, window, closed_window, True)
@@ -239,27 +240,46 @@ class CaseStore:
                 report.channel, report.source_ref, sorted(OPEN_STATUSES))
         return found
 
-    async def _candidates(self, conn: asyncpg.Connection, cells: list[int], at: datetime,
-                          window: timedelta, closed_window: timedelta,
+    async def _candidates(self, conn: asyncpg.Connection, cells: list[int], report: NewReport,
+                          search_radius_m: float, window: timedelta, closed_window: timedelta,
                           confident_at: float) -> tuple[list[Candidate], dict[int, int]]:
-        """The cases a report at `at` in `cells` could join, and the version of each."""
+        """The cases the report could join, and the version of every case of its cells that
+        is active at its time (what `intake_report` checks).
+
+        Only their reports the merger could pair it with come along: within the time window,
+        and within a box around it as wide as the merge radius and both reports' imprecision
+        can reach (`search_radius_m` less the precision it does not have) — in a full store
+        most cases around are too far, and their rows cost more to decode than to skip."""
+        loc = report.location
+        assert loc.lon is not None and loc.lat is not None
+        reach = search_radius_m - MERGEABLE_PRECISION_M + (loc.precision_m or 0.0)
+        # Degrees surely covering `reach` metres on the merger's sphere (111.2 km to a degree
+        # of latitude, that times the cosine to one of longitude), 5% to spare.
+        dlat = reach / 111_000 * 1.05
+        dlon = dlat / math.cos(math.radians(min(abs(loc.lat) + dlat, 89.0)))
+        at = report.reported_at
         with db.span("select", "cases"):
             rows = await conn.fetch(
                 "SELECT c.case_id, c.version, c.category, c.closed_at, s.text, s.location,"
                 " s.reported_at, s.channel, s.classification"
-                " FROM cases c CROSS JOIN LATERAL ("
+                " FROM cases c LEFT JOIN LATERAL ("
                 "   SELECT r.text, r.location, r.reported_at, r.channel, r.classification"
                 "   FROM reports r"
-                "   WHERE r.case_id = c.case_id"
-                "   ORDER BY abs(extract(epoch FROM r.reported_at - $2)) LIMIT 10) s"
+                "   WHERE r.case_id = c.case_id AND r.reported_at >= $2::timestamptz - $3::interval"
+                "   AND r.reported_at <= $2 + $3::interval"
+                "   AND abs((r.location ->> 'lon')::float8 - $6) <= $7"
+                "   AND abs((r.location ->> 'lat')::float8 - $8) <= $9"
+                "   ORDER BY abs(extract(epoch FROM r.reported_at - $2)) LIMIT 10) s ON true"
                 " WHERE c.cell = ANY($1::bigint[]) AND c.last_reported_at >= $2 - $3::interval"
                 " AND c.first_reported_at <= $2 + $3::interval"
                 " AND c.status <> ALL($4::text[])"
                 " AND (c.closed_at IS NULL OR c.closed_at >= $2 - $5::interval)",
-                cells, at, window, _FINAL, closed_window)
+                cells, at, window, _FINAL, closed_window, loc.lon, dlon, loc.lat, dlat)
         seen = {r["case_id"]: r["version"] for r in rows}
         by_case: dict[int, tuple[Any, list[Sighting]]] = {}
         for r in rows:
+            if r["location"] is None:  # none of its reports is near enough
+                continue
             location = _decode_location(r["location"])
             if location.lon is None or location.lat is None or \
                     (location.precision_m or 0) > MERGEABLE_PRECISION_M:
