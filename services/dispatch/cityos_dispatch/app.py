@@ -61,7 +61,7 @@ from cityos_dispatch.journal import Journal
 from cityos_dispatch.rules import CityUnits, RuleError, seed
 from cityos_dispatch.staff import Position, Positions, QueryFailed
 from cityos_dispatch.store import Conflict, DispatchStore, NotFound
-from cityos_dispatch.worker import Worker
+from cityos_dispatch.worker import POOL_OPTIONS, Worker
 from cityos_kit.app import create_service_app
 from cityos_kit.auth import AuthPlugin, AuthSettings, current_principal, scope
 from cityos_kit.bus import Bus
@@ -640,7 +640,7 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
 
     app = create_service_app(
         settings, schema=SCHEMA, migrations=MIGRATIONS, route_handlers=ROUTES, start=start,
-        auth=auth, title="CityOS dispatch",
+        auth=auth, title="CityOS dispatch", pool_options=POOL_OPTIONS,
         description="One dispatch: routing rules, joint handling, deadlines with reminders "
                     "and escalation, units' and field staff's actions, closure feedback, "
                     "wartime mode.")

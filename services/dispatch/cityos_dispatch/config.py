@@ -19,7 +19,7 @@ class DispatchSettings:
     tick_s: float = 1.0
     # Case events handled at once, of different cases (one case's in order): an accepted case
     # is not queued behind other cases' events. Each holds a connection of the worker's pool.
-    consumer_parallel: int = 8
+    consumer_parallel: int = 16
     # A raised priority caps the category's deadlines (minutes to accept, hours to dispose).
     high_accept_min: float = 15.0
     high_dispose_h: float = 24.0

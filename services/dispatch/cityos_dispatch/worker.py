@@ -25,6 +25,15 @@ from cityos_kit.config import Settings
 MakeDispatcher = Callable[[asyncpg.Pool, Bus], Dispatcher]
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """A connection back in a dispatch pool needs no reset query (a round trip on every
+    release): dispatch leaves no session state, only transactions, which asyncpg rolls back."""
+
+
+# Dispatch's pools (the API's and the worker's).
+POOL_OPTIONS = {"reset": keep_session}
+
+
 class Worker:
     def __init__(self, settings: Settings, schema: str, make: MakeDispatcher,
                  pool_size: int) -> None:
@@ -62,7 +71,8 @@ class Worker:
     async def _main(self, started: Future[None]) -> None:
         self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         try:
-            pool = await db.create_pool(self.settings, self.schema, max_size=self.pool_size)
+            pool = await db.create_pool(self.settings, self.schema, max_size=self.pool_size,
+                                        **POOL_OPTIONS)
         except BaseException as exc:
             started.set_exception(exc)
             raise
