@@ -176,7 +176,9 @@ class TokenVerifier:
             return self._keys[kid]
         if not self._static:
             async with self._lock:
-                if kid not in self._keys or stale:
+                # Again, now: requests that queued behind a fetch need not each fetch again.
+                if kid not in self._keys or \
+                        time.monotonic() - self._fetched_at > self.cache_s:
                     try:
                         await self._fetch_jwks()
                     except (httpx.HTTPError, KeyError, ValueError) as exc:
