@@ -12,13 +12,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-import nats
 import numpy as np
 import pytest
 from data_platform.conftest import issuer, spatiotemporal  # noqa: F401
+from hazchem.posted import hazchem_reports
 from litestar.testing import AsyncTestClient
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from stquery.conftest import entity, st, store, write_entities  # noqa: F401
 from waiting import eventually
@@ -101,21 +99,6 @@ def closed_stays(tracks: list[Track]) -> rules.Stays:
         parts.append(rules.Stays(np.array([tr.vehicle] * len(s), dtype=str), s.arrival,
                                  s.departure, s.lon, s.lat))
     return stays.concat(parts)
-
-
-async def _reports(bus: Bus) -> list[dict[str, Any]]:
-    sub = await bus.js.pull_subscribe(bus.subject("reports.system"), durable=None,
-                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL,
-                                                            ack_policy=AckPolicy.NONE))
-    found: list[dict[str, Any]] = []
-    try:
-        while True:
-            found += [msgspec.json.decode(m.data) for m in await sub.fetch(200, timeout=1)]
-    except (nats.errors.TimeoutError, TimeoutError):  # no more (nats-py raises either)
-        pass
-    finally:
-        await sub.unsubscribe()
-    return [m for m in found if str(m.get("idempotency_key", "")).startswith("hazchem:")]
 
 
 async def _caught_up(bus: Bus) -> bool:
@@ -210,7 +193,7 @@ async def test_live_warnings_once_across_a_restart(
     async with AsyncTestClient(hazchem_app(make_settings, nats_prefix, issuer, st), timeout=120) as client:
         await publish(batches[:half])
         await eventually(lambda: _caught_up(bus), timeout=120)
-        first = await _reports(bus)
+        first = await hazchem_reports(bus)
         assert any(r["idempotency_key"].split(":")[1] in CORE for r in first), \
             "warnings already in the first half of the day"
         assert client.app.state.live[0].posted == len(first)
@@ -225,7 +208,7 @@ async def test_live_warnings_once_across_a_restart(
         await eventually(lambda: _caught_up(bus), timeout=120)
         await asyncio.sleep(1.0)
 
-    reports = await _reports(bus)
+    reports = await hazchem_reports(bus)
     keys = [r["idempotency_key"] for r in reports]
     assert len(keys) == len(set(keys)), Counter(keys).most_common(3)
     assert all(r["channel"] == "system" and r["category"] == "0803" for r in reports)

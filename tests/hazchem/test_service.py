@@ -10,14 +10,12 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-import msgspec
-import nats
 import numpy as np
 import pytest
 from data_platform.conftest import issuer, spatiotemporal  # noqa: F401
+from hazchem.posted import hazchem_reports
 from litestar.exceptions import HTTPException
 from litestar.testing import AsyncTestClient
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from shapely.geometry import Point, shape
 from stquery.conftest import entity, st, store, write_entities, write_fixes  # noqa: F401
 
@@ -138,20 +136,6 @@ async def _stored_reports(bus: Any) -> int:
     return int(info.state.messages)
 
 
-async def _reports(bus: Any) -> list[dict[str, Any]]:
-    sub = await bus.js.pull_subscribe(bus.subject("reports.system"), durable=None,
-                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
-    found: list[dict[str, Any]] = []
-    try:
-        while True:
-            found += [msgspec.json.decode(m.data) for m in await sub.fetch(100, timeout=1)]
-    except (nats.errors.TimeoutError, TimeoutError):  # no more (nats-py raises either)
-        pass
-    finally:
-        await sub.unsubscribe()
-    return [m for m in found if str(m.get("idempotency_key", "")).startswith("hazchem:")]
-
-
 async def test_compute_matches_truth_and_posts_each_warning_once(
         hazchem: Any, planted: scenario.Scenario, issuer: Any,  # noqa: F811
         make_settings: Any) -> None:
@@ -178,7 +162,7 @@ async def test_compute_matches_truth_and_posts_each_warning_once(
     assert again.status_code == 200 and again.json()["posted"] == 0
     assert len(again.json()["warnings"]) == len(out["warnings"])
     assert await _stored_reports(bus) == before + len(out["warnings"])
-    reports = await _reports(bus)
+    reports = await hazchem_reports(bus)
     assert sorted(m["idempotency_key"] for m in reports) == sorted(
         f"hazchem:{w['kind']}:{w['subject']}:{int(datetime.fromisoformat(w['start']).timestamp())}"
         for w in out["warnings"])
