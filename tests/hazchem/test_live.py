@@ -15,23 +15,27 @@ from typing import Any
 import numpy as np
 import pytest
 from data_platform.conftest import issuer, spatiotemporal  # noqa: F401
+from hazchem.interception import OLD, road_grid, write_officers
 from hazchem.posted import hazchem_reports
+from litestar.exceptions import HTTPException
 from litestar.testing import AsyncTestClient
 from nats.js.errors import NotFoundError
 from stquery.conftest import entity, st, store, write_entities  # noqa: F401
 from waiting import eventually
 
-from cityos_contracts.records import ObservationBatch
+from cityos_contracts.records import Entity, ObservationBatch
 from cityos_hazchem import evaluate, rules, scenario, stays
 from cityos_hazchem.app import build_app
 from cityos_hazchem.live import OBS_STREAM
-from cityos_hazchem.rules import Thresholds, Track
+from cityos_hazchem.rules import Thresholds, Track, Trip
 from cityos_kit.auth import AuthPlugin
 from cityos_kit.bus import Bus
 from cityos_spatiotemporal.queries import staypoints
 
 GPS, FIRMS, POIS, VEHICLES = "live_gps", "live_firms", "live_pois", "live_vehicles"
-CORE = (rules.CLOSED_STAY, rules.NOTHING_STAY, rules.FATIGUE, rules.NIGHT, rules.NON_OPERATING)
+TRIPS, ROADS, STAFF = "live_trips", "live_roads", "live_staff"
+CORE = (rules.CLOSED_STAY, rules.NOTHING_STAY, rules.FATIGUE, rules.NIGHT, rules.NON_OPERATING,
+        rules.ROUTE_DEVIATION)
 DURABLE = f"hazchem-live-{GPS}"
 
 
@@ -47,6 +51,8 @@ def renamed(sc: scenario.Scenario) -> scenario.Scenario:
                                for t in sc.tracks],
                    licensed={"L-" + v: ok for v, ok in sc.licensed.items()},
                    truth={"L-" + v: k for v, k in sc.truth.items()},
+                   trips=[Trip("L-" + t.trip_id, "L-" + t.vehicle, t.start + WEEK, t.end + WEEK,
+                               t.lon, t.lat) for t in sc.trips],
                    enterprises=replace(e, status_since=e.status_since + WEEK))
 
 
@@ -65,6 +71,13 @@ async def planted(st: Any, store: Any) -> scenario.Scenario:  # noqa: F811
                                               category=str(p.kind[i])) for i in range(len(p))])
     await write_entities(store, VEHICLES, [entity(v, *scenario.ORIGIN, licensed=ok)
                                            for v, ok in sc.licensed.items()])
+    await write_entities(store, TRIPS, [Entity(
+        entity_id=t.trip_id, name=None, category="trip", valid_from=OLD,
+        geometry={"type": "LineString", "coordinates": np.column_stack((t.lon, t.lat)).tolist()},
+        attrs={"vehicle": t.vehicle, "start": datetime.fromtimestamp(t.start, UTC).isoformat(),
+               "end": datetime.fromtimestamp(t.end, UTC).isoformat()}) for t in sc.trips])
+    await write_entities(store, ROADS, road_grid())
+    await write_officers(store, STAFF)
     return sc
 
 
@@ -101,6 +114,16 @@ def closed_stays(tracks: list[Track]) -> rules.Stays:
     return stays.concat(parts)
 
 
+def mid_deviation(sc: scenario.Scenario, batches: list[ObservationBatch]) -> int:
+    """The first batch arriving 7 min into L-ROUTE-0's ~10-min deviation: its warning is due
+    (5 min off the route) and the vehicle still off it."""
+    th = Thresholds()
+    tr = next(rules.clean(t, th) for t in sc.tracks if t.vehicle == "L-ROUTE-0")
+    (w,) = rules.route_deviation(tr, [t for t in sc.trips if t.vehicle == tr.vehicle], th)
+    return next(i for i, b in enumerate(batches)
+                if int(b.batch_id.rsplit("-", 1)[1]) * 60 >= w.start + 7 * 60)
+
+
 async def _caught_up(bus: Bus) -> bool:
     """The live consumer acknowledged every batch published so far."""
     stream = bus.stream_name(OBS_STREAM)
@@ -122,6 +145,7 @@ def live_prefix(nats_prefix: str) -> str:
 def live_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in {"GPS_DATASETS": GPS, "ENTERPRISE_DATASETS": FIRMS,
                        "POI_DATASETS": POIS, "VEHICLE_DATASETS": VEHICLES,
+                       "TRIP_DATASETS": TRIPS, "ROAD_NETWORK": ROADS, "STAFF_DATASET": STAFF,
                        "BATCH": "16"}.items():
         monkeypatch.setenv(f"CITYOS_HAZCHEM_{key}", value)
     monkeypatch.delenv("CITYOS_CLIENT_ID", raising=False)
@@ -136,7 +160,8 @@ def hazchem_app(make_settings: Any, nats_prefix: str, issuer: Any,  # noqa: F811
         token = token or issuer.token(scopes=("stquery:read",))
         r = await st.request(method, path, json=body, params=params,
                              headers={"Authorization": f"Bearer {token}"})
-        assert r.status_code < 400, (path, r.text)
+        if r.status_code >= 400:  # as the HTTP upstream reports it
+            raise HTTPException(status_code=502, detail=f"{path}: {r.status_code} {r.text}")
         return r.json()
 
     settings = replace(make_settings("hazchem"), nats_prefix=nats_prefix)
@@ -183,7 +208,8 @@ async def test_live_warnings_once_across_a_restart(
     bus = Bus(replace(make_settings("hazchem-test"), nats_prefix=nats_prefix))
     await bus.connect()
     batches = arrivals(planted)
-    half = len(batches) // 2
+    # The restart comes half-way through the route deviation (and most of the day).
+    half = mid_deviation(planted, batches)
 
     async def publish(part: list[ObservationBatch]) -> None:
         for b in part:
@@ -196,6 +222,9 @@ async def test_live_warnings_once_across_a_restart(
         first = await hazchem_reports(bus)
         assert any(r["idempotency_key"].split(":")[1] in CORE for r in first), \
             "warnings already in the first half of the day"
+        assert [r["source_ref"] for r in first
+                if r["source_ref"].startswith("hazchem/route_deviation/")] == \
+            ["hazchem/route_deviation/L-ROUTE-0"], "the deviation warned before the restart"
         assert client.app.state.live[0].posted == len(first)
     async with AsyncTestClient(hazchem_app(make_settings, nats_prefix, issuer, st), timeout=120) as client:
         lw = client.app.state.live[0]
@@ -217,6 +246,12 @@ async def test_live_warnings_once_across_a_restart(
     # The planted warnings, each once; the look-alikes and the noise raise nothing.
     want = {(v, k) for v, kinds in planted.truth.items() for k in kinds if k in CORE}
     assert set(got) == want
+    # Route deviation: the 3 km one once, not the 300 m detour nor the 2-min excursion; with
+    # where to intercept it (its 5-minute reachable area's edge, the nearest traffic police).
+    assert [v for v, k in got.elements() if k == rules.ROUTE_DEVIATION] == ["L-ROUTE-0"]
+    deviation = next(r for r in reports if r["source_ref"] == "hazchem/route_deviation/L-ROUTE-0")
+    assert "5分钟可达范围边缘路口" in deviation["text"], deviation["text"]
+    assert "最近执勤交警 P-JJ1" in deviation["text"], deviation["text"]
     # The same warnings (same keys) as re-computing the whole day from the stored fixes.
     recomputed = evaluate.run(planted, closed_stays)
     assert sorted(k for k in keys if k.split(":")[1] in CORE) == sorted(

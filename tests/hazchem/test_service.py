@@ -5,61 +5,33 @@ police positions), `POST /warnings/compute` reading it back through the spatio-t
 5-minute reachable area and the nearest on-duty traffic police, and each new warning posted once
 on `reports.system`."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 from data_platform.conftest import issuer, spatiotemporal  # noqa: F401
+from hazchem.interception import OLD, road_grid, write_officers
 from hazchem.posted import hazchem_reports
 from litestar.exceptions import HTTPException
 from litestar.testing import AsyncTestClient
 from shapely.geometry import Point, shape
 from stquery.conftest import entity, st, store, write_entities, write_fixes  # noqa: F401
 
-from cityos_contracts.records import Entity, ObservationBatch
+from cityos_contracts.records import Entity
 from cityos_hazchem import evaluate, rules, scenario
 from cityos_hazchem.app import _yes, build_app
 from cityos_kit.auth import AuthPlugin
-from cityos_kit.bus import Bus, Delivery
+from cityos_kit.bus import Bus
 
 GPS, FIRMS, POIS = "hz_gps", "hz_firms", "hz_pois"
 VEHICLES, TRIPS, ROADS, STAFF = "hz_vehicles", "hz_trips", "hz_roads", "hz_staff"
 LOCAL = scenario.LOCAL
-OLD = datetime(2020, 1, 1, tzinfo=UTC)
-# Traffic police now: the nearest is off duty, the next of another unit; P-JJ1 should be named.
-OFFICERS = [("P-OFF", (3500.0, -2500.0), "JJZD", False), ("P-GA", (3500.0, -2000.0), "GA", True),
-            ("P-JJ1", (3000.0, -1500.0), "JJZD", True), ("P-JJ2", (8000.0, 1000.0), "JJZD", True)]
 
 
 def _day(until: float) -> str:
     """The scenario's licence end (the end of a local day) as the registered date."""
     return datetime.fromtimestamp(until - 1, LOCAL).date().isoformat()
-
-
-def _roads() -> list[Entity]:
-    """A 1 km grid of 36 km/h roads around copy 0's trips and its deviation."""
-    xs, ys = range(-1000, 9000, 1000), range(-5000, 2000, 1000)
-    lines = [((x, y), (x + 1000, y)) for x in xs[:-1] for y in ys] + \
-            [((x, y), (x, y + 1000)) for x in xs for y in ys[:-1]]
-    return [Entity(entity_id=f"R{i}", name=None, category="local", valid_from=OLD,
-                   geometry={"type": "LineString",
-                             "coordinates": [list(scenario.at(*a)), list(scenario.at(*b))]},
-                   attrs={"speed_kmh": 36}) for i, (a, b) in enumerate(lines)]
-
-
-async def _write_officers(store: Any) -> None:  # noqa: F811
-    now = datetime.now(UTC)
-    pts = [scenario.at(*xy) for _, xy, _, _ in OFFICERS]
-    batch = ObservationBatch(
-        batch_id=f"staff-{uuid.uuid4().hex}", dataset=STAFF, version=1, owner="CMD",
-        subject=[o[0] for o in OFFICERS], ts=[now] * len(OFFICERS),
-        lon=[p[0] for p in pts], lat=[p[1] for p in pts],
-        attrs=[{"unit": u, "on_duty": d} for _, _, u, d in OFFICERS])
-    await store.write_observations([Delivery(batch, SimpleNamespace(headers=None),  # type: ignore[arg-type]
-                                             f"obs.{STAFF}")])
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +72,8 @@ async def planted(st: Any, store: Any) -> scenario.Scenario:  # noqa: F811
                    {"start": datetime.fromtimestamp(t.start, UTC).isoformat(),
                     "end": datetime.fromtimestamp(t.end, UTC).isoformat()})})
         for t in sc.trips])
-    await write_entities(store, ROADS, _roads())
-    await _write_officers(store)
+    await write_entities(store, ROADS, road_grid())
+    await write_officers(store, STAFF)
     p = sc.pois
     await write_entities(store, POIS, [entity(str(p.id[i]), float(p.lon[i]), float(p.lat[i]),
                                               category=str(p.kind[i])) for i in range(len(p))])

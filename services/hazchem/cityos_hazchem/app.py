@@ -8,7 +8,6 @@ on-duty traffic police (the spatio-temporal reachable and nearest queries), and 
 warning to the event hub as a `system` report on `reports.system` (category 0803 危化品异常).
 """
 
-import dataclasses
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -26,6 +25,7 @@ from litestar.exceptions import HTTPException
 from msgspec import Meta, Struct
 
 from cityos_hazchem import live, risk_api, rules
+from cityos_hazchem.intercept import Interception, intercept
 from cityos_hazchem.posting import post_warnings
 from cityos_hazchem.risk import RiskSettings
 from cityos_hazchem.rules import Places, Thresholds, Track, Trip
@@ -229,48 +229,19 @@ def _trip(f: dict[str, Any], tz: ZoneInfo) -> Trip | None:
                 xy[:, 1])
 
 
+async def declared_trips(up: Upstream, datasets: list[str], at: datetime, token: str | None,
+                         tz: ZoneInfo) -> list[Trip]:
+    """Every readable declared trip of the datasets as of `at` (live warnings keep them all:
+    fixes may come from any time)."""
+    found = [_trip(f, tz) for f in await _entities(up, datasets, at, token)]
+    return [t for t in found if t is not None]
+
+
 async def _trips(up: Upstream, q: ComputeRequest, token: str | None, tz: ZoneInfo
                  ) -> list[Trip]:
     t0, t1 = q.start.timestamp(), q.end.timestamp()
-    found = [_trip(f, tz) for f in await _entities(up, q.trip_datasets, q.end, token)]
-    return [t for t in found if t is not None and t.start < t1 and t.end > t0]
-
-
-async def _intercept(up: Upstream, q: ComputeRequest, w: rules.Warning, token: str | None
-                     ) -> rules.Warning:
-    """A route deviation with where the vehicle can be within `reach_minutes` (the area and
-    the intersections on its edge, to intercept at) and the nearest on-duty traffic police.
-    A query that fails leaves its reason in the evidence: the warning itself still goes out."""
-    evidence = dict(w.evidence)
-    if q.road_network:
-        try:
-            area = await up("POST", "/query/reachable", {
-                "schema": "cityos.stquery.reachable_query.v1", "network": q.road_network,
-                "lon": w.lon, "lat": w.lat, "minutes": q.reach_minutes}, None, token)
-            feats = area["features"]
-            evidence["reachable"] = {
-                "minutes": q.reach_minutes, "snap_distance_m": area["snap_distance_m"],
-                "area": next((f["geometry"] for f in feats
-                              if f["properties"]["kind"] == "area"), None),
-                "intersections": [
-                    {"lon": f["geometry"]["coordinates"][0],
-                     "lat": f["geometry"]["coordinates"][1],
-                     "seconds": f["properties"]["seconds"], "node": f["properties"]["node"]}
-                    for f in feats if f["properties"]["kind"] == "boundary"]}
-        except HTTPException as exc:
-            evidence["reachable"] = {"error": str(exc.detail)}
-    try:
-        near = await up("POST", "/query/nearest", {
-            "schema": "cityos.stquery.nearest_query.v1", "dataset": q.staff_dataset,
-            "lon": w.lon, "lat": w.lat, "k": 3, "kind": "mobile",
-            "attrs": {"unit": q.police_unit, "on_duty": True}}, None, token)
-        evidence["police"] = [
-            {"id": f["properties"]["id"], "lon": f["geometry"]["coordinates"][0],
-             "lat": f["geometry"]["coordinates"][1], "distance_m": f["properties"]["distance_m"],
-             "ts": f["properties"]["ts"]} for f in near["features"]]
-    except HTTPException as exc:
-        evidence["police_error"] = str(exc.detail)
-    return dataclasses.replace(w, evidence=evidence)
+    return [t for t in await declared_trips(up, q.trip_datasets, q.end, token, tz)
+            if t.start < t1 and t.end > t0]
 
 
 async def _stay_features(up: Upstream, q: ComputeRequest, token: str | None
@@ -320,8 +291,8 @@ async def compute(data: ComputeRequest, state: State, request: Request[Any, Any,
     licensed = await _licensed(up, data, token)
     trips = await _trips(up, data, token, tz)
     warnings = rules.detect_all(tracks, licensed, stays, ents, pois, th, trips=trips)
-    warnings = [await _intercept(up, data, w, token) if w.kind == rules.ROUTE_DEVIATION else w
-                for w in warnings]
+    how = Interception(data.road_network, data.reach_minutes, data.staff_dataset, data.police_unit)
+    warnings = [await intercept(up, how, w, token) for w in warnings]
     posted = await post_warnings(state.pool, state.bus, warnings) if data.post else 0
     return ComputeResult(
         warnings=[WarningOut(w.kind, w.vehicle, rules.subject(w), _iso(w.start), _iso(w.end),
@@ -341,10 +312,19 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
         app.state.update(pool=pool, bus=bus, upstream=up, thresholds=th,
                          bbox=[b.west, b.south, b.east, b.north])
         options = live.LiveSettings.from_env()
-        app.state.live = await live.start(pool, bus, th, live.registry_from(
-            lambda ds, at, token, ent: _places(up, ds, at, token, ent, ZoneInfo(th.timezone)),
-            lambda ds, at, token: _licensed(up, ComputeRequest(
-                dataset="", start=at, end=at, vehicle_datasets=ds), token), options), options)
+        tz = ZoneInfo(th.timezone)
+        token = live.service_token()
+        registry = live.registry_from(
+            lambda ds, at, tok, ent: _places(up, ds, at, tok, ent, tz),
+            lambda ds, at, tok: _licensed(up, ComputeRequest(
+                dataset="", start=at, end=at, vehicle_datasets=ds), tok),
+            lambda ds, at, tok: declared_trips(up, ds, at, tok, tz), options, token)
+        how = options.interception()
+
+        async def enrich(w: rules.Warning) -> rules.Warning:
+            return await intercept(up, how, w, await token())
+
+        app.state.live = await live.start(pool, bus, th, registry, options, enrich)
         risk_api.start(app, pool, City(settings.city_dir), up, _tiles(app.state.bbox),
                        app.state.bbox, risk, hub)
 

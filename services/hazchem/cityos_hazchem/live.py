@@ -8,7 +8,8 @@ through `rules.detect_all` with stays from `stays.detect` (the compute endpoint'
 parameters, run here so a stay warns while the vehicle is still there), and every warning not
 seen before is posted by `posting.post_warnings`, as the compute endpoint posts: same idempotency
 keys and the same episode check, so live and re-computed warnings never double. The batch is
-acknowledged only after that bookkeeping committed.
+acknowledged only after that bookkeeping committed. Declared trips come with the registered
+places; a route deviation gets where to intercept it (`intercept.intercept`, as the compute's).
 
 Noise: duplicates are dropped by time, late fixes are merged in time order (a fix older than the
 window is too late to change a live warning and is only counted: the window compute still sees
@@ -41,8 +42,9 @@ from prometheus_client import Counter, Histogram
 from cityos_contracts.records import ObservationBatch
 from cityos_contracts.subjects import OBSERVATIONS, STREAMS
 from cityos_hazchem import rules, stays
+from cityos_hazchem.intercept import Interception
 from cityos_hazchem.posting import post_warnings
-from cityos_hazchem.rules import Places, Stays, Thresholds, Track
+from cityos_hazchem.rules import Places, Stays, Thresholds, Track, Trip
 from cityos_kit.auth import AuthSettings
 from cityos_kit.bus import Bus, Delivery
 from cityos_kit.client_auth import ClientCredentials
@@ -70,17 +72,32 @@ class Registered:
     enterprises: Places
     pois: Places
     licensed: dict[str, bool]  # plate -> licensed to operate (unregistered: licensed)
+    trips: dict[str, list[Trip]] = field(default_factory=dict)  # plate -> declared trips
 
     @staticmethod
     def empty() -> "Registered":
         return Registered(Places.empty(), Places.empty(), {})
 
+    @staticmethod
+    def by_vehicle(trips: Sequence[Trip]) -> dict[str, list[Trip]]:
+        out: dict[str, list[Trip]] = {}
+        for trip in trips:
+            out.setdefault(trip.vehicle, []).append(trip)
+        return out
+
+    def trips_during(self, vehicle: str, start: float, end: float) -> list[Trip]:
+        return [t for t in self.trips.get(vehicle, ()) if t.start <= end and t.end >= start]
+
 
 RegistrySource = Callable[[], Awaitable[Registered]]
-# The compute endpoint's readers: (datasets, at, bearer token, enterprises?) -> places, and
-# (vehicle datasets, at, bearer token) -> licensed.
+# The compute endpoint's readers: (datasets, at, bearer token, enterprises?) -> places,
+# (vehicle datasets, at, bearer token) -> licensed, (trip datasets, at, token) -> trips.
 PlacesFetch = Callable[[list[str], datetime, str | None, bool], Awaitable[Places]]
 LicenceFetch = Callable[[list[str], datetime, str | None], Awaitable[dict[str, bool]]]
+TripsFetch = Callable[[list[str], datetime, str | None], Awaitable[list[Trip]]]
+TokenSource = Callable[[], Awaitable[str | None]]
+# A new route deviation with where it can be intercepted (`intercept.intercept`).
+Enrich = Callable[[rules.Warning], Awaitable[rules.Warning]]
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,12 @@ class LiveSettings:
     enterprise_datasets: str = ""
     poi_datasets: str = ""
     vehicle_datasets: str = ""  # registered vehicles, attribute `licensed`
+    trip_datasets: str = ""  # declared trips (route deviation); empty: not checked live
+    # Route deviations: the road network of the reachable area, and who can intercept.
+    road_network: str = ""  # empty: no reachable area
+    reach_minutes: float = 5.0
+    staff_dataset: str = "field_staff"
+    police_unit: str = "JJZD"
     unlicensed: str = ""  # overrides them: these plates are not licensed to operate
     window_h: float = 6.0  # > 4 h driving + 20 min rest, the night window, a stay
     replay_h: float = 24.0  # rebuilt from the stream on restart
@@ -104,6 +127,10 @@ class LiveSettings:
     @staticmethod
     def split(value: str) -> list[str]:
         return [v.strip() for v in value.split(",") if v.strip()]
+
+    def interception(self) -> Interception:
+        return Interception(self.road_network or None, self.reach_minutes, self.staff_dataset,
+                            self.police_unit)
 
 
 def thresholds_from_env(env: dict[str, str] | None = None) -> Thresholds:
@@ -194,9 +221,11 @@ class LiveWarnings:
     """Live warnings of one GPS dataset."""
 
     def __init__(self, dataset: str, pool: asyncpg.Pool, bus: Bus, options: LiveSettings,
-                 th: Thresholds, registry: RegistrySource | None) -> None:
+                 th: Thresholds, registry: RegistrySource | None,
+                 enrich: Enrich | None = None) -> None:
         self.dataset, self.pool, self.bus, self.options, self.th = dataset, pool, bus, options, th
         self.registry_source = registry
+        self.enrich = enrich
         self.keep_s = options.window_h * 3600.0
         self.unlicensed = set(LiveSettings.split(options.unlicensed))
         self.windows: dict[str, Window] = {}
@@ -313,8 +342,11 @@ class LiveWarnings:
         """New warnings after these vehicles' windows changed (not known posted, not cut by the
         window). Stays of every vehicle take part: some rules (licence anomalies, suspected
         black-workshop sites) look across vehicles."""
+        # Until the registered datasets are in, every long stay would look like "nothing
+        # registered" and no vehicle unlicensed: stays wait (still in the window) for them.
+        reg = self.registry or Registered.empty()
         tracks = [rules.clean(self.windows[v].track(v), self.th) for v in vehicles]
-        driving = []
+        rerun, trips = [], []
         for tr in tracks:
             win = self.windows[tr.vehicle]
             # Cleaning may drop or keep the two fixes before a new one (outliers are judged by
@@ -328,15 +360,16 @@ class LiveWarnings:
             # moved (as `rules.driving_blocks` counts it) since: most fixes are parked ones.
             d = rules._metres(tr.lon[i:-1], tr.lat[i:-1], tr.lon[i + 1:], tr.lat[i + 1:])
             dt = np.maximum(np.diff(tr.t[i:]), 1.0)
-            if ((d >= self.th.stationary_m) & (d / dt >= self.th.stationary_mps)).any():
-                driving.append(tr)
-        # Until the registered datasets are in, every long stay would look like "nothing
-        # registered" and no vehicle unlicensed: stays wait (still in the window) for them.
-        reg = self.registry or Registered.empty()
+            # A route deviation also grows while the vehicle stands off its route.
+            during = reg.trips_during(tr.vehicle, since, float(tr.t[-1])) if len(tr.t) else []
+            trips += during
+            if during or ((d >= self.th.stationary_m) & (d / dt >= self.th.stationary_mps)).any():
+                rerun.append(tr)
         found = stays.concat(list(self.stays.values()) if self.registry else [])
         licensed = {v: reg.licensed.get(v, True) and v not in self.unlicensed for v in vehicles}
         out = []
-        for w in rules.detect_all(driving, licensed, found, reg.enterprises, reg.pois, self.th):
+        for w in rules.detect_all(rerun, licensed, found, reg.enterprises, reg.pois, self.th,
+                                  trips=trips):
             cut = self.windows[w.vehicle].horizon if w.vehicle in self.windows else -np.inf
             if w.start > cut and not self.episodes.known(w):
                 out.append(w)
@@ -348,7 +381,11 @@ class LiveWarnings:
         arrived = [d.msg.metadata.timestamp.timestamp() if d.msg.metadata.timestamp
                    else time.time() for d in deliveries]
         for w in self.detect(sorted(touched)):
-            if await post_warnings(self.pool, self.bus, [w]):
+            # Where to intercept, asked before posting (the post may still find the episode
+            # posted, e.g. after a restart: a wasted query, never a second warning).
+            posted = [await self.enrich(w)] if self.enrich and w.kind == rules.ROUTE_DEVIATION \
+                else [w]
+            if await post_warnings(self.pool, self.bus, posted):
                 # From the earliest batch of this round with the vehicle in it: an upper bound
                 # of the lag from the fix that completed the warning's evidence.
                 rows = touched.get(w.vehicle)
@@ -366,35 +403,48 @@ class LiveWarnings:
                 self.walks[v].forget_before(win.horizon)
 
 
-def registry_from(places: PlacesFetch, licences: LicenceFetch,
-                  options: LiveSettings) -> RegistrySource | None:
-    """The configured enterprise, POI and vehicle datasets as of now, read with hazchem's own
-    service credentials (CITYOS_CLIENT_ID/SECRET; none: the upstream's, e.g. in tests)."""
-    enterprises = LiveSettings.split(options.enterprise_datasets)
-    pois = LiveSettings.split(options.poi_datasets)
-    vehicles = LiveSettings.split(options.vehicle_datasets)
-    if not enterprises and not pois and not vehicles:
-        return None
+def service_token() -> TokenSource:
+    """Bearer tokens of hazchem's own service client (CITYOS_CLIENT_ID/SECRET; none: no token,
+    the upstream's own, e.g. in tests)."""
     client_id = os.environ.get("CITYOS_CLIENT_ID", "")
     creds = ClientCredentials(AuthSettings.from_env().issuer, client_id,
                               os.environ.get("CITYOS_CLIENT_SECRET", "")) if client_id else None
 
+    async def token() -> str | None:
+        return await creds.token() if creds else None
+
+    return token
+
+
+def registry_from(places: PlacesFetch, licences: LicenceFetch, trips: TripsFetch,
+                  options: LiveSettings, token: TokenSource) -> RegistrySource | None:
+    """The configured enterprise, POI, vehicle and trip datasets as of now."""
+    enterprises = LiveSettings.split(options.enterprise_datasets)
+    pois = LiveSettings.split(options.poi_datasets)
+    vehicles = LiveSettings.split(options.vehicle_datasets)
+    declared = LiveSettings.split(options.trip_datasets)
+    if not enterprises and not pois and not vehicles and not declared:
+        return None
+
     async def load() -> Registered:
-        token = await creds.token() if creds else None
+        tok = await token()
         now = datetime.now(UTC)
-        return Registered(await places(enterprises, now, token, True),
-                          await places(pois, now, token, False),
-                          await licences(vehicles, now, token) if vehicles else {})
+        return Registered(await places(enterprises, now, tok, True),
+                          await places(pois, now, tok, False),
+                          await licences(vehicles, now, tok) if vehicles else {},
+                          Registered.by_vehicle(await trips(declared, now, tok))
+                          if declared else {})
 
     return load
 
 
 async def start(pool: asyncpg.Pool, bus: Bus, th: Thresholds, registry: RegistrySource | None,
-                options: LiveSettings | None = None) -> list[LiveWarnings]:
+                options: LiveSettings | None = None, enrich: Enrich | None = None
+                ) -> list[LiveWarnings]:
     """Live warnings for each configured dataset (none when CITYOS_HAZCHEM_GPS_DATASETS is
     empty), rebuilt and consuming; their consumers run on the bus's tasks and stop with it."""
     options = options or LiveSettings.from_env()
-    lives = [LiveWarnings(ds, pool, bus, options, th, registry)
+    lives = [LiveWarnings(ds, pool, bus, options, th, registry, enrich)
              for ds in LiveSettings.split(options.gps_datasets)]
     for lw in lives:
         await lw.start()
