@@ -81,7 +81,9 @@ class Rule(Struct, frozen=True, tag_field="schema", tag="cityos.dispatch_rule.v1
 
 
 class RouteDecision(Struct, frozen=True, tag_field="schema", tag="cityos.route_decision.v1"):
-    """Which units a case goes to and why (`GET /route` previews it, nothing is stored)."""
+    """Which units a case goes to and why (`GET /route` and `POST /rules/preview` preview it,
+    nothing is stored). `level` is the lead unit's (city department, district branch, street
+    office)."""
 
     lead: str
     assisting: list[str]
@@ -90,6 +92,36 @@ class RouteDecision(Struct, frozen=True, tag_field="schema", tag="cityos.route_d
     rule_version: int | None = None
     emergency_id: int | None = None
     reason: str = ""
+    level: Level | None = None
+
+
+class PreviewCase(Struct, frozen=True, forbid_unknown_fields=True):
+    """What routing looks at in a case: its category, place and time. A street alone implies
+    its district."""
+
+    at: Annotated[datetime, Meta(tz=True, description="when it is reported, with a time zone")]
+    category: Annotated[str, Meta(pattern=r"^\d{4}$")] | None = None
+    district: Annotated[str, Meta(pattern=r"^\d{6}$")] | None = None
+    street: Annotated[str, Meta(pattern=r"^\d{9}$")] | None = None
+
+
+class RulePreviewIn(Struct, frozen=True, forbid_unknown_fields=True):
+    """A dry run of routing (`POST /rules/preview`): where `case` goes with the rules in force,
+    and with `rule` added; with `rule_id` too, that rule replaced by `rule`; `rule_id` alone,
+    that rule removed."""
+
+    case: PreviewCase
+    rule: RuleIn | None = None
+    rule_id: Annotated[int, Meta(ge=1, le=2**63 - 1)] | None = None
+
+
+class RulePreview(Struct, frozen=True, tag_field="schema", tag="cityos.rule_preview.v1"):
+    """`current`: the rules in force; `with_rule`: after the edit (null without one). A draft
+    rule that is not saved yet chooses with `rule_id` null; no rule matching means the command
+    center routes the case by hand (`lead` CMD, `rule_id` null)."""
+
+    current: RouteDecision
+    with_rule: RouteDecision | None = None
 
 
 # -- assignments and unit actions -----------------------------------------------------------------

@@ -45,6 +45,8 @@ from cityos_contracts.dispatch import (
     RouteDecision,
     Rule,
     RuleIn,
+    RulePreview,
+    RulePreviewIn,
     StaffMember,
     StreetReport,
     StreetReportReceipt,
@@ -58,7 +60,7 @@ from cityos_dispatch.config import DispatchSettings
 from cityos_dispatch.dispatcher import Dispatcher, Forbidden
 from cityos_dispatch.hub import EventHub, HubRefused, HubUnavailable
 from cityos_dispatch.journal import Journal
-from cityos_dispatch.rules import CityUnits, RuleError, seed
+from cityos_dispatch.rules import CityUnits, RuleError, preview, seed
 from cityos_dispatch.staff import Position, Positions, QueryFailed
 from cityos_dispatch.store import Conflict, DispatchStore, NotFound
 from cityos_dispatch.worker import POOL_OPTIONS, Worker
@@ -206,9 +208,22 @@ async def preview_route(case_id: Id, state: State) -> RouteDecision:
     return await _answer(lambda: d.decide(d.pool, case, datetime.now(UTC)))
 
 
-def _sync(call: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        call()
+@post("/rules/preview", status_code=HTTP_200_OK, tags=["rules"], opt=scope("cases:dispatch"))
+async def preview_rule(data: RulePreviewIn, state: State) -> RulePreview:
+    """A dry run before saving a rule: where a case of this category, place and time goes with
+    the rules in force (`current`) and with `rule` added, or replacing `rule_id`, or with
+    `rule_id` removed (`with_rule`). The dispatcher's own routing function; nothing is stored."""
+    d = _d(state)
+    rules = await d.store.rules()  # not the cached ones: a rule saved a moment ago counts
+    if data.rule_id is not None and all(r.rule_id != data.rule_id for r in rules):
+        raise NotFoundException(detail=f"no rule {data.rule_id} in force")
+    return await _answer(_sync(lambda: preview(d.units, rules, data, d.tz)))
+
+
+def _sync(call: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    """A plain call as a step `_answer` runs (its refusals mapped alike)."""
+    async def run() -> T:
+        return call()
     return run
 
 
@@ -587,6 +602,7 @@ async def emergency_tasks(emergency_id: Id, data: EmergencyTask, state: State,
 
 ROUTES: list[ControllerRouterHandler] = [
     list_rules, add_rule, get_rule, rule_versions, update_rule, delete_rule, preview_route,
+    preview_rule,
     list_assignments, get_assignment, *UNIT_ACTION_ROUTES, decide_extension, assign_staff,
     list_escalations, my_duty, my_position, staff_duty, staff_position, staff_positions,
     my_tasks, task_done,

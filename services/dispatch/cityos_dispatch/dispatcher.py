@@ -29,7 +29,14 @@ from cityos_contracts.identity import Principal
 from cityos_dispatch.config import DispatchSettings
 from cityos_dispatch.hub import EventHub, HubRefused
 from cityos_dispatch.journal import SYSTEM, Journal
-from cityos_dispatch.rules import COMMAND_CENTER, CaseFacts, CityUnits, RuleError, choose, raised
+from cityos_dispatch.rules import (
+    COMMAND_CENTER,
+    CaseFacts,
+    CityUnits,
+    RuleError,
+    decide_by_rules,
+    raised,
+)
 from cityos_dispatch.store import Conflict, DispatchStore, NotFound
 from cityos_dispatch.timers import DueTimer, deadlines, timer_rows
 from cityos_kit.telemetry import logger
@@ -87,24 +94,8 @@ class Dispatcher:
                 emergency_id=emergency.emergency_id,
                 reason=f"emergency {emergency.emergency_id} ({emergency.name}) covers the place")
         facts = CaseFacts(case["category"], case["district"], case["street"], at)
-        rule = choose(await self.rules(), facts, self.tz)
-        if rule is None:
-            raise RuleError(f"no routing rule matches category {case['category']} in "
-                            f"{case['street'] or case['district'] or 'an unknown place'}")
-        r = rule.rule
-        lead = self.units.resolve(r.lead, r.level, case["district"], case["street"])
-        assisting = []
-        # An assisting department joins with its own nearest unit: a street-level rule makes
-        # the street office lead, not every department's (JD itself is the street office).
-        level = "district" if r.level == "street" else r.level
-        for ref in r.assisting:
-            unit = self.units.resolve(ref, "street" if ref == "JD" and level else level,
-                                      case["district"], case["street"])
-            if unit != lead and unit not in assisting:
-                assisting.append(unit)
-        return RouteDecision(lead=lead, assisting=assisting, priority=priority,
-                             rule_id=rule.rule_id, rule_version=rule.version,
-                             reason=f"rule {rule.rule_id} v{rule.version}: {r.description}")
+        # The same function the rule preview (POST /rules/preview) runs.
+        return decide_by_rules(self.units, await self.rules(), facts, self.tz, priority)
 
     async def route(self, conn: asyncpg.Connection, event: CaseEvent,
                     case: dict[str, Any]) -> None:

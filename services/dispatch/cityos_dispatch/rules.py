@@ -6,11 +6,21 @@ handling the issue names as its example (group rental housing: police lead, hous
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cityos_contracts.dispatch import Priority, Rule, RuleIn
+import msgspec
+
+from cityos_contracts.dispatch import (
+    PreviewCase,
+    Priority,
+    RouteDecision,
+    Rule,
+    RuleIn,
+    RulePreview,
+    RulePreviewIn,
+)
 from cityos_kit.city import City
 
 COMMAND_CENTER = "CMD"
@@ -54,6 +64,8 @@ class CityUnits:
             c["code"], c["name"], c["department"], c["handling_level"], c["priority"],
             float(c["accept_within_minutes"]), float(c["dispose_within_hours"]))
             for c in city.categories}
+        self.divisions: dict[str, dict[str, Any]] = {
+            f["properties"]["code"]: f["properties"] for f in city.divisions["features"]}
 
     def department_of(self, unit: str) -> str:
         found = self.units.get(unit)
@@ -89,6 +101,9 @@ class CityUnits:
                 raise RuleError(f"unknown {what} {ref!r}")
         if rule.category is not None and rule.category not in self.categories:
             raise RuleError(f"unknown category {rule.category!r}")
+        for code in (rule.district, rule.street):
+            if code is not None and code not in self.divisions:
+                raise RuleError(f"unknown division {code!r}")
         if (rule.from_hour is None) != (rule.to_hour is None):
             raise RuleError("give both from_hour and to_hour, or neither")
 
@@ -128,6 +143,89 @@ def choose(rules: list[Rule], case: CaseFacts, tz: ZoneInfo) -> Rule | None:
     if not found:
         return None
     return min(found, key=lambda r: (-r.rule.order, -specificity(r.rule), r.rule_id))
+
+
+def decide_by_rules(units: CityUnits, rules: list[Rule], case: CaseFacts, tz: ZoneInfo,
+                    priority: Priority) -> RouteDecision:
+    """The units the rules send a case to: the lead, and the assisting units with their own
+    nearest unit. RuleError when no rule matches (the center routes it by hand)."""
+    rule = choose(rules, case, tz)
+    if rule is None:
+        raise RuleError(f"no routing rule matches category {case.category} in "
+                        f"{case.street or case.district or 'an unknown place'}")
+    r = rule.rule
+    lead = units.resolve(r.lead, r.level, case.district, case.street)
+    assisting: list[str] = []
+    # An assisting department joins with its own nearest unit: a street-level rule makes
+    # the street office lead, not every department's (JD itself is the street office).
+    level = "district" if r.level == "street" else r.level
+    for ref in r.assisting:
+        unit = units.resolve(ref, "street" if ref == "JD" and level else level,
+                             case.district, case.street)
+        if unit != lead and unit not in assisting:
+            assisting.append(unit)
+    return RouteDecision(lead=lead, assisting=assisting, priority=priority,
+                         rule_id=rule.rule_id, rule_version=rule.version,
+                         reason=f"rule {rule.rule_id} v{rule.version}: {r.description}",
+                         level=(units.units.get(lead) or {}).get("level"))
+
+
+def preview(units: CityUnits, rules: list[Rule], body: RulePreviewIn, tz: ZoneInfo
+            ) -> RulePreview:
+    """A dry run: where the case goes with `rules` (those in force) and with the edit the body
+    names. RuleError for what the city lacks, or a `rule_id` not in force."""
+    facts = _facts(units, body.case)
+    category = units.categories.get(facts.category or "")
+    priority: Priority = category.priority if category else "normal"
+    if body.rule is not None:
+        units.check(body.rule)
+    current = _decision(units, rules, facts, tz, priority)
+    if body.rule is None and body.rule_id is None:
+        return RulePreview(current=current)
+    edited = [r for r in rules if r.rule_id != body.rule_id]
+    draft_id = None
+    if body.rule_id is not None:
+        old = next((r for r in rules if r.rule_id == body.rule_id), None)
+        if old is None:
+            raise RuleError(f"no rule {body.rule_id} in force")
+        if body.rule is not None:
+            edited.append(Rule(old.rule_id, old.version + 1, body.rule, datetime.now(UTC),
+                               "preview"))
+    elif body.rule is not None:  # a new rule: the newest, so the last in a tie
+        draft_id = max((r.rule_id for r in rules), default=0) + 1
+        edited.append(Rule(draft_id, 1, body.rule, datetime.now(UTC), "preview"))
+    with_rule = _decision(units, edited, facts, tz, priority)
+    if draft_id is not None and with_rule.rule_id == draft_id:
+        with_rule = msgspec.structs.replace(
+            with_rule, rule_id=None, rule_version=None,
+            reason=f"the new rule (not saved): {edited[-1].rule.description}")
+    return RulePreview(current=current, with_rule=with_rule)
+
+
+def _facts(units: CityUnits, case: PreviewCase) -> CaseFacts:
+    if case.category is not None and case.category not in units.categories:
+        raise RuleError(f"unknown category {case.category!r}")
+    for code in (case.district, case.street):
+        if code is not None and code not in units.divisions:
+            raise RuleError(f"unknown division {code!r}")
+    district = case.district
+    if case.street is not None:
+        parent = units.divisions[case.street].get("parent")
+        if district is not None and district != parent:
+            raise RuleError(f"street {case.street} is not in district {district}")
+        district = parent
+    return CaseFacts(case.category, district, case.street, case.at)
+
+
+def _decision(units: CityUnits, rules: list[Rule], case: CaseFacts, tz: ZoneInfo,
+              priority: Priority) -> RouteDecision:
+    """`decide_by_rules`, with "no rule matches" as what follows: the center routes by hand."""
+    try:
+        return decide_by_rules(units, rules, case, tz, priority)
+    except RuleError as exc:
+        return RouteDecision(lead=COMMAND_CENTER, assisting=[], priority=priority,
+                             reason=f"{exc}: the command center routes it by hand",
+                             level="city")
 
 
 def seed(units: CityUnits) -> list[RuleIn]:
