@@ -5,10 +5,12 @@
                                               [--live-speed 900]
 
 The week: the scenario generator's planted cases and look-alikes (`--copies` of each: 16 gives
-~400 vehicles) on every day (multi-day cases once, from day 0), noise included (duplicates,
-outliers, 3% of fixes arriving 2-10 min late, silent parked terminals), and parked terminals
-reporting between their trips so the week holds about `--fixes` fixes. Written as CSV in
-arrival order, as a GPS gateway logs them.
+~400 vehicles) on every day (multi-day cases once, from day 0) with their declared trips (route
+deviations, 300 m detours and short excursions), noise included (duplicates, outliers, 3% of
+fixes arriving 2-10 min late, silent parked terminals), and parked terminals reporting between
+their trips so the week holds about `--fixes` fixes. Written as CSV in arrival order, as a GPS
+gateway logs them. Route deviations are warned without the interception queries (no
+spatio-temporal service runs here; `tests/hazchem/test_live.py` checks them).
 
 Timed path: the CSV is read and cut into `--batch`-fix normalised observation batches, published
 on `obs.<dataset>` (what ingestion publishes after validating; benchmarks/ingest_gps.py times
@@ -35,6 +37,7 @@ import json
 import multiprocessing as mp
 import time
 from collections import Counter
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -57,14 +60,15 @@ from cityos_hazchem.live import (
     Registered,
 )
 from cityos_hazchem.reports import to_report
-from cityos_hazchem.rules import Places, Thresholds, Track
+from cityos_hazchem.rules import Places, Thresholds, Track, Trip
 from cityos_kit import db
 from cityos_kit.bus import Bus
 from cityos_kit.config import load_settings
 
 DATASET = "hz_week"
 DAY = 86400.0
-CORE = (rules.CLOSED_STAY, rules.NOTHING_STAY, rules.FATIGUE, rules.NIGHT, rules.NON_OPERATING)
+CORE = (rules.CLOSED_STAY, rules.NOTHING_STAY, rules.FATIGUE, rules.NIGHT, rules.NON_OPERATING,
+        rules.ROUTE_DEVIATION)
 
 
 # -- the week ----------------------------------------------------------------------------------
@@ -74,15 +78,20 @@ def _sorted(tr: Track, shift: float = 0.0) -> Track:
 
 
 def generate(copies: int, days: int, fixes: int, seed: int) -> tuple[
-        dict[str, Track], dict[str, bool], Places, Places]:
-    """Per vehicle, `days` days of fixes (time order, noise kept); licences; places."""
+        dict[str, Track], dict[str, bool], Places, Places, list[Trip]]:
+    """Per vehicle, `days` days of fixes (time order, noise kept); licences; places; the
+    declared trips of every day."""
     base = scenario.generate(copies=copies, seed=seed)
     multi = {tr.vehicle for tr in base.tracks if np.ptp(tr.t) > 20 * 3600}
     segments: dict[str, list[Track]] = {tr.vehicle: [_sorted(tr)] for tr in base.tracks}
+    trips = list(base.trips)
     for d in range(1, days):
-        for tr in scenario.generate(copies=copies, seed=seed + d).tracks:
+        day = scenario.generate(copies=copies, seed=seed + d)
+        for tr in day.tracks:
             if tr.vehicle not in multi:
                 segments[tr.vehicle].append(_sorted(tr, d * DAY))
+        trips += [replace(t, trip_id=f"{t.trip_id}-{d}", start=t.start + d * DAY,
+                          end=t.end + d * DAY) for t in day.trips if t.vehicle not in multi]
     end = scenario.DAY.timestamp() + days * DAY
     # Parked between trips at the next trip's start (home, ~10 min after the last fix), the
     # terminal reporting every `every` s: enough of them to make the week hold `fixes` fixes.
@@ -106,7 +115,7 @@ def generate(copies: int, days: int, fixes: int, seed: int) -> tuple[
     tracks = {v: _sorted(Track(v, *(np.concatenate([getattr(s, f) for s in segs + filler[v]])
                                     for f in ("t", "lon", "lat"))))
               for v, segs in segments.items()}
-    return tracks, base.licensed, base.enterprises, base.pois
+    return tracks, base.licensed, base.enterprises, base.pois, trips
 
 
 def arrival_order(tracks: dict[str, Track], seed: int) -> tuple[np.ndarray, ...]:
@@ -146,7 +155,7 @@ def batch_of(n: int, rows: list[list[str]]) -> ObservationBatch:
 
 # -- hazchem's live consumer, in a process of its own --------------------------------------------
 def consumer(conn: Connection, database_url: str, prefix: str, licensed: dict[str, bool],
-             places: tuple[Places, Places], batch: int) -> None:
+             places: tuple[Places, Places], trips: list[Trip], batch: int) -> None:
     async def run() -> None:
         settings = load_settings("hazchem", database_url=database_url, nats_url=NATS_URL,
                                  nats_prefix=prefix)
@@ -156,7 +165,7 @@ def consumer(conn: Connection, database_url: str, prefix: str, licensed: dict[st
         await bus.connect()
 
         async def registry() -> Registered:
-            return Registered(*places, licensed)
+            return Registered(*places, licensed, Registered.by_vehicle(trips))
 
         lw = LiveWarnings(DATASET, pool, bus, LiveSettings(gps_datasets=DATASET, batch=batch),
                           Thresholds(), registry)
@@ -207,13 +216,13 @@ async def posted_keys(bus: Bus) -> list[str]:
 
 
 def baseline(tracks: dict[str, Track], licensed: dict[str, bool], ents: Places,
-             pois: Places) -> tuple[float, list[rules.Warning]]:
+             pois: Places, trips: list[Trip]) -> tuple[float, list[rules.Warning]]:
     th = Thresholds()
     t0 = time.perf_counter()
     cleaned = [rules.clean(tr, th) for tr in tracks.values()]
     found = stays.concat([stays.detect(tr, stays.StayParams(include_last=False))
                           for tr in cleaned])
-    warnings = rules.detect_all(cleaned, licensed, found, ents, pois, th)
+    warnings = rules.detect_all(cleaned, licensed, found, ents, pois, th, trips=trips)
     return time.perf_counter() - t0, warnings
 
 
@@ -235,7 +244,7 @@ async def main() -> None:
 
     t0 = time.perf_counter()
     # The week and the day streamed live after it, at the week's density.
-    tracks, licensed, ents, pois = generate(args.copies, args.days + 1,
+    tracks, licensed, ents, pois, trips = generate(args.copies, args.days + 1,
                                             args.fixes * (args.days + 1) // args.days, args.seed)
     subj, t, lon, lat, arrive = arrival_order(tracks, args.seed)
     week_end = scenario.DAY.timestamp() + args.days * DAY
@@ -253,7 +262,7 @@ async def main() -> None:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=consumer, args=(child, database_url, prefix, licensed,
-                                              (ents, pois), 64))
+                                              (ents, pois), trips, 64))
     try:
         await bus.connect()
         await bus.ensure_streams(STREAMS)
@@ -283,7 +292,7 @@ async def main() -> None:
             f"posted after {week_s:.1f} s = {sent / week_s:,.0f} fixes/s; "
             f"{len(week_keys)} warnings")
 
-        base_s, base = baseline(week_tracks, licensed, ents, pois)
+        base_s, base = baseline(week_tracks, licensed, ents, pois, trips)
         log(f"baseline (rules over the week in memory): {base_s:.1f} s = "
             f"{sent / base_s:,.0f} fixes/s; {len(base)} warnings")
         live_k = Counter(k.split(":")[1] for k in week_keys)
