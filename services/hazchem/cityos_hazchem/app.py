@@ -25,6 +25,7 @@ from litestar.exceptions import HTTPException
 from msgspec import Meta, Struct
 
 from cityos_hazchem import live, risk_api, rules
+from cityos_hazchem.entities import listing
 from cityos_hazchem.intercept import Interception, intercept
 from cityos_hazchem.posting import post_warnings
 from cityos_hazchem.risk import RiskSettings
@@ -156,12 +157,7 @@ def _until(value: Any, tz: ZoneInfo) -> float:
 
 async def _entities(up: Upstream, datasets: list[str], at: datetime, token: str | None
                     ) -> list[dict[str, Any]]:
-    features: list[dict[str, Any]] = []
-    for ds in datasets:
-        fc = await up("GET", f"/datasets/{ds}/entities", None,
-                      {"at": at.isoformat(), "limit": "10000"}, token)
-        features += fc["features"]
-    return features
+    return [f for ds in datasets for f in await listing(up, ds, at, token)]
 
 
 async def _places(up: Upstream, datasets: list[str], at: datetime, token: str | None,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from cityos_hazchem.entities import listing
 from cityos_hazchem.risk import Points, RiskSettings, enterprise_weights
 
 if TYPE_CHECKING:  # app.py registers the risk routes, so it cannot be imported from here
@@ -72,9 +73,7 @@ def _day(value: Any) -> date | None:
 
 async def _entities(st: Upstream, dataset: str, at: datetime, token: str | None
                     ) -> list[dict[str, Any]]:
-    fc = await st("GET", f"/datasets/{dataset}/entities", None,
-                  {"at": at.isoformat(), "limit": "10000"}, token)
-    return [f for f in fc["features"]
+    return [f for f in await listing(st, dataset, at, token)
             if f.get("geometry") and f["geometry"].get("type") == "Point"]
 
 

@@ -60,10 +60,12 @@ async def latest_position(dataset: str, subject: str, state: State) -> dict[str,
 @get("/datasets/{dataset:str}/entities", tags=["entities"], opt=READ, media_type="application/geo+json")
 async def entities(
     dataset: str, state: State, at: datetime | None = None, category: str | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=10000)] = 1000,
+    limit: Annotated[int, Parameter(ge=1, le=10000)] = 1000, after: str | None = None,
 ) -> dict[str, Any]:
-    """Entities as GeoJSON, as they were at `at` (default now)."""
-    return _features(await state.store.entities(dataset, at, category, limit), "entity_id")
+    """Entities as GeoJSON, as they were at `at` (default now), in `entity_id` order; the next
+    page starts `after` the last id of a full one."""
+    return _features(await state.store.entities(dataset, at, category, limit, after),
+                     "entity_id")
 
 
 @get("/datasets/{dataset:str}/entities/{entity_id:str}/history", tags=["entities"], opt=READ,

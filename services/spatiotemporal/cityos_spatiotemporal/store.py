@@ -244,15 +244,16 @@ class SpatioTemporalStore:
         return None if row is None else dict(row)
 
     async def entities(self, dataset: str, at: datetime | None, category: str | None,
-                       limit: int) -> list[asyncpg.Record]:
-        """Entities as they were at `at` (now when None)."""
+                       limit: int, after: str | None = None) -> list[asyncpg.Record]:
+        """Entities as they were at `at` (now when None), ids after `after` (a page's last)."""
         return list(await self.pool.fetch(
             "SELECT entity_id, name, category, valid_from, valid_to, attrs,"
             " ST_AsGeoJSON(geom) AS geometry FROM entity_states WHERE dataset = $1"
             " AND ($2::timestamptz IS NULL AND valid_to IS NULL OR"
             "      valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2))"
-            " AND ($3::text IS NULL OR category = $3) ORDER BY entity_id LIMIT $4",
-            dataset, at, category, limit))
+            " AND ($3::text IS NULL OR category = $3)"
+            " AND ($5::text IS NULL OR entity_id > $5) ORDER BY entity_id LIMIT $4",
+            dataset, at, category, limit, after))
 
     async def entity_history(self, dataset: str, entity_id: str) -> list[asyncpg.Record]:
         return list(await self.pool.fetch(
