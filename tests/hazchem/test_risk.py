@@ -346,23 +346,49 @@ async def test_the_daily_run_computes_a_day_once(hazchem: Any, issuer: Any,  # n
         return issuer.token(scopes=READER)
 
     day = DAY + timedelta(days=1)
-    await svc.pool.execute("DELETE FROM risk_runs WHERE day = $1", day)
+    await svc.pool.execute("DELETE FROM risk_runs WHERE day > $1", DAY)
+    if not await svc.pool.fetchval("SELECT EXISTS (SELECT 1 FROM risk_runs WHERE day = $1)", DAY):
+        await svc.compute(DAY, issuer.token(scopes=READER), "request")
     now = _local(day + timedelta(days=1), 2.0)  # 02:00 the day after: yesterday is due
-    run = await DailyRisk(svc, token).tick(now.astimezone(UTC))
-    assert run is not None and run.day == day and run.trigger == "daily"
+    (run,) = await DailyRisk(svc, token).tick(now.astimezone(UTC))
+    assert run.day == day and run.trigger == "daily"
     assert run.top[0].area == P_CELL  # its traffic window still holds DAY's fixes
     stored = await svc.pool.fetchrow("SELECT trigger, computed_at FROM risk_runs WHERE day = $1",
                                      day)
     assert stored["trigger"] == "daily"
     # The next tick, and a restarted service, leave the computed day alone.
-    assert await DailyRisk(svc, token).tick(now + timedelta(hours=3)) is None
-    assert await DailyRisk(svc, token).tick(now) is None
+    assert await DailyRisk(svc, token).tick(now + timedelta(hours=3)) == []
+    assert await DailyRisk(svc, token).tick(now) == []
     # Before 01:00 the day before yesterday is the due one: DAY, computed on request.
     assert DailyRisk(svc, token).due_day(_local(day + timedelta(days=1), 0.5)) == DAY
-    assert await DailyRisk(svc, token).tick(_local(day + timedelta(days=1), 0.5)) is None
+    assert await DailyRisk(svc, token).tick(_local(day + timedelta(days=1), 0.5)) == []
     assert len(calls) == 1
     assert await svc.pool.fetchval("SELECT computed_at FROM risk_runs WHERE day = $1",
                                    day) == stored["computed_at"]
+
+
+async def test_the_daily_run_catches_up_every_missed_day(hazchem: Any, issuer: Any,  # noqa: F811
+                                                         pool: asyncpg.Pool) -> None:
+    """Down for days: each day since the last run, newest first, once; at most
+    `catch_up_days` of them."""
+    svc: RiskService = replace(hazchem.app.state.risk, pool=pool)
+
+    async def token() -> str:
+        return issuer.token(scopes=READER)
+
+    await svc.pool.execute("DELETE FROM risk_runs WHERE day > $1", DAY)
+    if not await svc.pool.fetchval("SELECT EXISTS (SELECT 1 FROM risk_runs WHERE day = $1)", DAY):
+        await svc.compute(DAY, await token(), "request")
+    back = _local(DAY + timedelta(days=4), 2.0)  # DAY + 1 .. DAY + 3 missed
+    bounded = replace(svc, settings=replace(svc.settings, catch_up_days=2))
+    runs = await DailyRisk(bounded, token).tick(back)
+    assert [r.day for r in runs] == [DAY + timedelta(days=3), DAY + timedelta(days=2)]
+    await svc.pool.execute("DELETE FROM risk_runs WHERE day > $1", DAY)
+    runs = await DailyRisk(svc, token).tick(back)
+    assert [r.day for r in runs] == [DAY + timedelta(days=k) for k in (3, 2, 1)]
+    assert all(r.trigger == "daily" for r in runs)
+    assert await DailyRisk(svc, token).tick(back) == []
+    assert await svc.pool.fetchval("SELECT count(*) FROM risk_runs WHERE day > $1", DAY) == 3
 
 
 async def test_the_population_layer_loads_through_ingestion(ingestion: Any, st: Any) -> None:  # noqa: F811

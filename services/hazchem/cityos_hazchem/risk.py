@@ -109,6 +109,8 @@ class RiskSettings:
     timezone: str = "Asia/Shanghai"
     daily: bool = True
     tick_s: float = 300.0  # how often the timer looks (and retries a day that failed)
+    # A service down for days computes the days missed since its last run, at most this many.
+    catch_up_days: int = 7
     # The event hub's base URL (the Kubernetes Service `events` by default).
     events_url: str = "http://events"
 
@@ -136,6 +138,8 @@ class RiskSettings:
             _pairs(text)
         time.fromisoformat(self.daily_at)
         ZoneInfo(self.timezone)
+        if not 1 <= self.catch_up_days <= 60:
+            raise ValueError("CITYOS_HAZCHEM_RISK_CATCH_UP_DAYS must be 1-60")
 
     @staticmethod
     def listed(text: str) -> list[str]:

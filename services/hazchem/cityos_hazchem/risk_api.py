@@ -260,21 +260,34 @@ class DailyRisk:
         back = 1 if local.time() >= time.fromisoformat(self.svc.settings.daily_at) else 2
         return local.date() - timedelta(days=back)
 
-    async def tick(self, now: datetime) -> RiskRun | None:
-        """Compute the due day unless it is stored or another replica is computing it."""
-        day = self.due_day(now)
+    async def missed(self, conn: asyncpg.Connection, due: date) -> list[date]:
+        """The days after the last stored run up to the due one, newest first (the current map
+        first), at most `catch_up_days`; with no run stored yet, the due day alone."""
+        last = await conn.fetchval("SELECT max(day) FROM risk_runs WHERE day <= $1", due)
+        if last == due:
+            return []
+        n = (due - last).days if last else 1
+        return [due - timedelta(days=k) for k in range(min(n, self.svc.settings.catch_up_days))]
+
+    async def tick(self, now: datetime) -> list[RiskRun]:
+        """Compute each missed day, once: none while another replica is computing (it holds the
+        lock); a day that fails stops the tick, and the next tick tries it again."""
+        runs: list[RiskRun] = []
         async with self.svc.pool.acquire() as conn:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
-                return None
+                return runs
             try:
-                if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM risk_runs WHERE day = $1)",
-                                       day):
-                    return None
-                with _tracer.start_as_current_span("hazchem risk daily",
-                                                   attributes={"risk.day": str(day)}):
-                    run = await self.svc.compute(day, await self.token(), "daily")
-                log.info("risk_daily_computed", day=str(day), cells=run.cells)
-                return run
+                for day in await self.missed(conn, self.due_day(now)):
+                    # A request may have computed it meanwhile.
+                    if await conn.fetchval(
+                            "SELECT EXISTS (SELECT 1 FROM risk_runs WHERE day = $1)", day):
+                        continue
+                    with _tracer.start_as_current_span("hazchem risk daily",
+                                                       attributes={"risk.day": str(day)}):
+                        run = await self.svc.compute(day, await self.token(), "daily")
+                    log.info("risk_daily_computed", day=str(day), cells=run.cells)
+                    runs.append(run)
+                return runs
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
 
