@@ -196,9 +196,10 @@ def preview(units: CityUnits, rules: list[Rule], body: RulePreviewIn, tz: ZoneIn
         edited.append(Rule(draft_id, 1, body.rule, datetime.now(UTC), "preview"))
     with_rule = _decision(units, edited, facts, tz, priority)
     if draft_id is not None and with_rule.rule_id == draft_id:
+        note = edited[-1].rule.description
         with_rule = msgspec.structs.replace(
             with_rule, rule_id=None, rule_version=None,
-            reason=f"the new rule (not saved): {edited[-1].rule.description}")
+            reason="the new rule (not saved)" + (f": {note}" if note else ""))
     return RulePreview(current=current, with_rule=with_rule)
 
 
