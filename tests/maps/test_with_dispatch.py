@@ -99,8 +99,8 @@ async def test_field_steps_go_through_dispatch(mesh: Stack) -> None:
 
 
 async def on_duty(mesh: Stack, client: httpx.AsyncClient, username: str, unit: str, lon: float,
-                  lat: float, on: bool = True) -> None:
-    worker = bearer(mesh.token(username, mesh.person(username, unit, ["field_staff"])))
+                  lat: float, on: bool = True, name: str = "") -> None:
+    worker = bearer(mesh.token(username, mesh.person(username, unit, ["field_staff"], name)))
     duty = await client.post(mesh.urls["dispatch"] + "/staff/me/duty", headers=worker,
                              json={"on_duty": on, "lon": lon, "lat": lat})
     assert duty.status_code == 200, duty.text
@@ -119,12 +119,12 @@ async def draw_box(page: Any, half_w: float = 160, half_h: float = 130) -> None:
 
 
 async def test_field_staff_layer_and_wartime_task(mesh: Stack, browser: Any) -> None:
-    """On-duty staff are a layer of their own (switched like the others); a box select lists
-    them by unit, and only they can be ticked for a task."""
+    """On-duty staff are a layer of their own (switched like the others), shown by name; a box
+    select lists them by unit, and only they can be ticked for a task."""
     async with httpx.AsyncClient(timeout=30) as client:
-        await on_duty(mesh, client, "fs1", "CGJ-329901", 120.862, 32.012)
-        await on_duty(mesh, client, "fs2", "CGJ-329901", 120.866, 32.010)
-        await on_duty(mesh, client, "fs3", "CGJ-329901", 120.864, 32.014)
+        await on_duty(mesh, client, "fs1", "CGJ-329901", 120.862, 32.012, name="张一鸣")
+        await on_duty(mesh, client, "fs2", "CGJ-329901", 120.866, 32.010, name="李二娜")
+        await on_duty(mesh, client, "fs3", "CGJ-329901", 120.864, 32.014, name="王三")
         await on_duty(mesh, client, "fs3", "CGJ-329901", 120.864, 32.014, on=False)
         admin = bearer(mesh.token("admin", mesh.secrets["admin"]))
         listed = (await client.get(mesh.urls["dispatch"] + "/staff", headers=admin,
@@ -152,7 +152,8 @@ async def test_field_staff_layer_and_wartime_task(mesh: Stack, browser: Any) -> 
     await page.locator(".staff-marker:not([d='M0 0'])").first.click()  # in view
     popup = page.locator(".leaflet-popup-content")
     await popup.wait_for()
-    assert "fs" in await popup.inner_text()
+    shown = await popup.inner_text()  # the name (from dispatch), the id beside it
+    assert ("张一鸣" in shown and "fs1" in shown) or ("李二娜" in shown and "fs2" in shown), shown
     await page.screenshot(path=shot("big-field-staff-layer"))
     await page.click(".leaflet-popup-close-button")
     await draw_box(page)  # around the staff, in the middle of the map
@@ -162,6 +163,8 @@ async def test_field_staff_layer_and_wartime_task(mesh: Stack, browser: Any) -> 
     ticks = await group.locator("input[data-staff]").evaluate_all(
         "els => els.map(e => e.dataset.staff)")
     assert sorted(ticks) == ["fs1", "fs2"]
+    listed_names = await group.inner_text()
+    assert "张一鸣" in listed_names and "李二娜" in listed_names, listed_names
     # Vehicles are not people: nothing else can be ticked.
     assert await page.locator(".sel-group:not([data-kind=staff]) input[type=checkbox]").count() \
         == 0
@@ -180,6 +183,10 @@ async def test_field_staff_layer_and_wartime_task(mesh: Stack, browser: Any) -> 
         assert [g["group"] for g in staff] == ["CGJ-329901"]
         ids = {i["id"] for i in staff[0]["items"]}
         assert {"fs1", "fs2"} <= ids and "fs3" not in ids
+        names = {i["id"]: i["name"] for i in staff[0]["items"]}
+        assert (names["fs1"], names["fs2"]) == ("张一鸣", "李二娜")
+        known = (await client.get("/api/staff/names", headers=admin)).json()["names"]
+        assert (known["fs1"], known["fs2"]) == ("张一鸣", "李二娜") and "fs3" not in known
 
 
 async def console(browser: Any, mesh: Stack, hash_: str) -> Any:
@@ -247,23 +254,41 @@ async def test_console_gives_a_dispatched_case_to_the_nearest_person(mesh: Stack
 
 
 async def test_routing_rule_preview_before_saving(mesh: Stack, browser: Any) -> None:
-    """The console asks dispatch where a case would go with the edited rule; dispatch has no
-    dry run yet, and the console says so instead of guessing."""
+    """Before saving a rule the console asks dispatch's dry run where a case would go: with the
+    rules in force and with the rule being written; nothing is saved."""
+    admin = bearer(mesh.token("admin", mesh.secrets["admin"]))
+    async with httpx.AsyncClient(base_url=mesh.maps, timeout=30, headers=admin) as client:
+        before = (await client.get("/api/routing/rules")).json()
+        answer = await client.post("/api/routing/preview", json={
+            "case": {"category": "0101", "district": "329902",
+                     "at": datetime.now(UTC).isoformat()},
+            "rule": {"lead": "CGJ-329902", "category": "0101", "district": "329902"}})
+        assert answer.status_code == 200, answer.text
+        current, with_rule = answer.json()["current"], answer.json()["with_rule"]
+        assert (current["lead"], current["level"]) == ("HWC-329902", "district")
+        assert current["rule_id"] in {r["rule_id"] for r in before}
+        assert (with_rule["lead"], with_rule["rule_id"]) == ("CGJ-329902", None)
     page = await console(browser, mesh, "routing")
     await page.wait_for_selector("select[name=category]")
     await page.select_option("select[name=category]", "0101")
+    await page.select_option("select[name=division]", "329902")
+    await page.select_option("select[name=lead]", "CGJ-329902")
     await page.click("button[data-action=preview]")
     preview = page.locator("[data-testid=route-preview]")
     await preview.wait_for(state="visible")
-    await page.wait_for_function("() => !document.querySelector("
-                                 "'[data-testid=route-preview]').textContent.startsWith('…')")
-    absent = await page.locator("[data-preview=absent]").count()
-    decided = await page.locator("[data-decision=current]").count()
-    assert absent + decided == 1
-    if absent:
-        assert "/rules/preview" in await preview.inner_text()
+    decided = page.locator("[data-decision=current]")
+    await decided.wait_for()
+    assert await page.locator("[data-preview=absent]").count() == 0
+    assert await decided.get_attribute("data-lead") == "HWC-329902"
+    assert await decided.get_attribute("data-rule") == str(current["rule_id"])
+    drafted = page.locator("[data-decision=with-rule]")
+    assert await drafted.get_attribute("data-lead") == "CGJ-329902"
+    assert await drafted.get_attribute("data-rule") == ""  # the rule is not saved yet
+    assert "区级" in await decided.inner_text()
     await page.screenshot(path=shot("console-routing-preview"))
     await page.close()
+    async with httpx.AsyncClient(base_url=mesh.maps, timeout=30, headers=admin) as client:
+        assert (await client.get("/api/routing/rules")).json() == before
 
 
 async def test_page_renews_its_sign_in_without_the_password(mesh: Stack, browser: Any) -> None:

@@ -14,7 +14,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.types import ControllerRouterHandler
 from msgspec import Meta
 
-from cityos_kit.auth import scope
+from cityos_kit.auth import current_principal, scope
 from cityos_maps import board as boards
 from cityos_maps.api.common import token_of, upstreams
 from cityos_maps.geo import BadPolygon, contains, grid_counts
@@ -212,9 +212,12 @@ async def box_select(data: Selection, state: State, request: Request[Any, Any, A
             _item("mobile", p.dataset, p.subject, p.lon, p.lat, speed=p.speed,
                   ts=p.ts))
     # Field staff on duty, by unit: the people a wartime task can be given to.
-    for p in live.staff.inside(inside):
+    people = live.staff.inside(inside)
+    names = await _staff_names(state, request) if people else {}
+    for p in people:
         groups.setdefault(("staff", p.unit or "—"), []).append(
-            _item("staff", p.dataset, p.subject, p.lon, p.lat, unit=p.unit, ts=p.ts))
+            _item("staff", p.dataset, p.subject, p.lon, p.lat, unit=p.unit, ts=p.ts,
+                  name=names.get(p.subject)))
     errors: list[str] = []
     try:
         stored = await upstreams(state).call(
@@ -242,6 +245,27 @@ async def box_select(data: Selection, state: State, request: Request[Any, Any, A
     return {"groups": answer, "total": sum(g["count"] for g in answer), "errors": errors}
 
 
+async def _staff_names(state: State, request: Request[Any, Any, Any]) -> dict[str, str]:
+    """Field staff's names by id, from dispatch (positions carry ids only), as the caller: a
+    unit sees its own people. Empty when the caller may not list staff (the list needs
+    `cases:act`) or dispatch is not there: the ids stand in."""
+    if not current_principal(request).has_scope("cases:act"):
+        return {}
+    try:
+        people = await upstreams(state).call("dispatch", "GET", "/staff", token=token_of(request),
+                                             params={"on_duty": "true", "limit": 5000})
+    except Exception:  # dispatch absent or refusing: the screen still shows the people
+        return {}
+    return {p["staff_id"]: p["name"] for p in people if p.get("name")}
+
+
+@get("/api/staff/names", opt=READ, tags=["themes"])
+async def staff_names(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Names of the field staff on duty (`names`: id -> name) for the staff layer's markers;
+    empty for a caller who may not list staff."""
+    return {"names": await _staff_names(state, request)}
+
+
 def _point(geometry: dict[str, Any] | None) -> tuple[float | None, float | None]:
     if not geometry:
         return None, None
@@ -254,4 +278,4 @@ def _point(geometry: dict[str, Any] | None) -> tuple[float | None, float | None]
 
 
 ROUTES: list[ControllerRouterHandler] = [list_themes, get_theme, get_board, live_feed, layer_data,
-                                         box_select]
+                                         box_select, staff_names]

@@ -1,5 +1,6 @@
 // Routing rules (dispatch owns them): list, add, enable/disable, and before saving, a preview
 // of where a case of a category, place and time would go with and without the new rule.
+// Dispatch answers the preview by its own routing function (POST /rules/preview), nothing saved.
 // Shown as unavailable while the dispatch service is not deployed.
 
 import { api, ApiError } from "../lib/api";
@@ -11,7 +12,8 @@ interface Rule { rule_id: number; version: number; updated_at: string; updated_b
   rule: { lead: string; level: string | null; category: string | null; district: string | null; street: string | null;
     from_hour: number | null; to_hour: number | null; assisting: string[]; order: number; enabled: boolean; description: string } }
 
-interface Decision { lead: string; assisting: string[]; priority: string; rule_id: number | null; rule_version: number | null; reason: string }
+interface Decision { lead: string; assisting: string[]; priority: string; rule_id: number | null; rule_version: number | null;
+  emergency_id: number | null; reason: string; level: string | null }
 interface Preview { current: Decision; with_rule: Decision | null }
 
 function localNow(): string {
@@ -21,9 +23,10 @@ function localNow(): string {
 }
 
 function decision(label: string, d: Decision, which: string): HTMLElement {
-  return h("div", { class: "decision", "data-decision": which },
+  return h("div", { class: "decision", "data-decision": which, "data-lead": d.lead, "data-rule": String(d.rule_id ?? "") },
     h("span", { class: "muted" }, `${label} → `), h("b", {}, unitName(d.lead)),
     d.assisting.length ? ` + ${d.assisting.map(unitName).join("、")}` : "",
+    d.level ? h("span", { class: "muted" }, ` · ${t(`level_${d.level}`)}`) : "",
     d.rule_id != null ? h("span", { class: "muted" }, ` (${t("by_rule")} #${d.rule_id} v${d.rule_version ?? ""})`) : "",
     d.reason ? h("div", { class: "muted" }, d.reason) : null);
 }

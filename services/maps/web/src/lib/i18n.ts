@@ -149,7 +149,10 @@ const DICT: Record<string, Text> = {
   at_hour: { zh: "时间", en: "Time" },
   preview_current: { zh: "现行规则", en: "Rules in force" },
   preview_with_rule: { zh: "保存本规则后", en: "With this rule" },
-  preview_absent: { zh: "调度服务尚未提供规则试算接口（POST /rules/preview），暂无法预览", en: "Dispatch does not offer a rule dry run yet (POST /rules/preview): no preview" },
+  preview_absent: { zh: "调度服务暂不可用，无法试算分派（POST /rules/preview）", en: "The dispatch service is not available: no dry run of routing (POST /rules/preview)" },
+  level_city: { zh: "市级", en: "city level" },
+  level_district: { zh: "区级", en: "district level" },
+  level_street: { zh: "街道级", en: "street level" },
   by_rule: { zh: "依据规则", en: "by rule" },
 };
 

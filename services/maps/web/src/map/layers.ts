@@ -4,6 +4,7 @@
 
 import L from "leaflet";
 import { api } from "../lib/api";
+import { hasScope } from "../lib/auth";
 import { categoryName, type City, groupName, unitName } from "../lib/city";
 import { escapeHtml } from "../lib/dom";
 import { fmtDue, statusText, t, type Text, tx } from "../lib/i18n";
@@ -86,6 +87,12 @@ export class ThemeLayers {
   private readonly scale = Math.max(1, parseFloat(getComputedStyle(document.documentElement).fontSize) / 14);
   // People are few and each is someone to click: drawn as SVG elements, not on the canvas.
   private readonly staffRenderer = L.svg({ pane: this.pane });
+  // Positions carry staff ids; names come from dispatch's staff list, for those who may list
+  // staff (cases:act), asked again at most every 10 s when someone new appears.
+  private readonly staffNames = new Map<string, string>();
+  private readonly staffSeen = new Set<string>();
+  private namesAskedAt = 0;
+  private namesTimer: number | null = null;
 
   constructor(private map: L.Map, private city: City, private theme: Theme) {
     if (!map.getPane(this.pane)) map.createPane(this.pane).style.zIndex = "460";
@@ -233,6 +240,7 @@ export class ThemeLayers {
 
   /** Field staff on duty: one marker per person, moved on each fix, removed when gone. */
   applyStaff(columns: Columns): void {
+    let newcomer = false;
     for (const entry of this.entries.values()) {
       if (entry.config.kind !== "staff" || !entry.group) continue;
       if (columns.full) entry.group.clearLayers();
@@ -250,15 +258,38 @@ export class ThemeLayers {
           marker = L.circleMarker([columns.y[j], columns.x[j]], { radius: radius * this.scale, weight: 2,
             color: "#f8fafc", fillColor: color, fillOpacity: 0.95, staffId: id, pane: this.pane,
             renderer: this.staffRenderer, className: "staff-marker" } as L.CircleMarkerOptions);
+          const m = marker;
+          marker.bindPopup(() => this.staffPopup(m)).bindTooltip(() => escapeHtml(this.staffNames.get(id) ?? id));
           marker.addTo(entry.group);
         }
+        Object.assign(marker.options, { unit, fixedAt: columns.t[j] });
         marker.setLatLng([columns.y[j], columns.x[j]]);
-        marker.bindPopup(`<b>${t("field_staff")} ${escapeHtml(id)}</b><br>${t("unit")}: ${escapeHtml(unitName(unit))}<br>` +
-          `${t("updated")}: ${new Date(columns.t[j] * 1000).toLocaleTimeString()}`);
+        if (!this.staffSeen.has(id)) { this.staffSeen.add(id); newcomer = true; }
       }
       entry.count = entry.group.getLayers().length;
     }
+    if (newcomer) this.wantStaffNames();
     this.onChange();
+  }
+
+  private staffPopup(marker: L.CircleMarker): string {
+    const { staffId, unit, fixedAt } = marker.options as { staffId: string; unit: string | null; fixedAt: number };
+    const name = this.staffNames.get(staffId);
+    return `<b data-staff-name>${t("field_staff")} ${escapeHtml(name ?? staffId)}</b>` +
+      (name ? ` <span class="muted">${escapeHtml(staffId)}</span>` : "") +
+      `<br>${t("unit")}: ${escapeHtml(unitName(unit))}<br>${t("updated")}: ${new Date(fixedAt * 1000).toLocaleTimeString()}`;
+  }
+
+  /** Ask for the names of the staff on duty (throttled); markers show them once known. */
+  private wantStaffNames(): void {
+    if (!hasScope("cases:act") || this.namesTimer != null) return;
+    this.namesTimer = window.setTimeout(() => {
+      this.namesTimer = null;
+      this.namesAskedAt = Date.now();
+      api<{ names: Record<string, string> }>("/api/staff/names").then((answer) => {
+        for (const [id, name] of Object.entries(answer.names)) this.staffNames.set(id, name);
+      }).catch(() => { /* the ids stand in */ });
+    }, Math.max(0, this.namesAskedAt + 10_000 - Date.now()));
   }
 
   staffCount(): number {
