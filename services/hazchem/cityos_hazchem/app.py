@@ -309,7 +309,9 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
                          bbox=[b.west, b.south, b.east, b.north])
         options = live.LiveSettings.from_env()
         tz = ZoneInfo(th.timezone)
-        token = live.service_token()
+        # hazchem's own service client (CITYOS_CLIENT_ID/SECRET), one for live and risk.
+        source = risk_api.service_token()
+        token = source or live.no_token
         registry = live.registry_from(
             lambda ds, at, tok, ent: _places(up, ds, at, tok, ent, tz),
             lambda ds, at, tok: _licensed(up, ComputeRequest(
@@ -322,7 +324,7 @@ def build_app(settings: Settings, auth: AuthPlugin | None = None,
 
         app.state.live = await live.start(pool, bus, th, registry, options, enrich)
         risk_api.start(app, pool, City(settings.city_dir), up, _tiles(app.state.bbox),
-                       app.state.bbox, risk, hub)
+                       app.state.bbox, risk, hub, source)
 
     return create_service_app(
         settings, schema=SCHEMA, migrations=MIGRATIONS,

@@ -24,7 +24,6 @@ the durable then resumes, redelivering what was not acknowledged. No other servi
 for it, and nothing more is persisted than the posted warnings.
 """
 
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,10 +43,9 @@ from cityos_contracts.subjects import OBSERVATIONS, STREAMS
 from cityos_hazchem import rules, stays
 from cityos_hazchem.intercept import Interception
 from cityos_hazchem.posting import post_warnings
+from cityos_hazchem.risk_api import TokenSource
 from cityos_hazchem.rules import Places, Stays, Thresholds, Track, Trip
-from cityos_kit.auth import AuthSettings
 from cityos_kit.bus import Bus, Delivery
-from cityos_kit.client_auth import ClientCredentials
 from cityos_kit.config import from_env
 from cityos_kit.telemetry import logger
 
@@ -95,7 +93,6 @@ RegistrySource = Callable[[], Awaitable[Registered]]
 PlacesFetch = Callable[[list[str], datetime, str | None, bool], Awaitable[Places]]
 LicenceFetch = Callable[[list[str], datetime, str | None], Awaitable[dict[str, bool]]]
 TripsFetch = Callable[[list[str], datetime, str | None], Awaitable[list[Trip]]]
-TokenSource = Callable[[], Awaitable[str | None]]
 # A new route deviation with where it can be intercepted (`intercept.intercept`).
 Enrich = Callable[[rules.Warning], Awaitable[rules.Warning]]
 
@@ -403,22 +400,16 @@ class LiveWarnings:
                 self.walks[v].forget_before(win.horizon)
 
 
-def service_token() -> TokenSource:
-    """Bearer tokens of hazchem's own service client (CITYOS_CLIENT_ID/SECRET; none: no token,
-    the upstream's own, e.g. in tests)."""
-    client_id = os.environ.get("CITYOS_CLIENT_ID", "")
-    creds = ClientCredentials(AuthSettings.from_env().issuer, client_id,
-                              os.environ.get("CITYOS_CLIENT_SECRET", "")) if client_id else None
-
-    async def token() -> str | None:
-        return await creds.token() if creds else None
-
-    return token
+async def no_token() -> None:
+    """Without service credentials of its own, hazchem calls with none (the upstream's own
+    identity, e.g. in tests)."""
+    return None
 
 
 def registry_from(places: PlacesFetch, licences: LicenceFetch, trips: TripsFetch,
                   options: LiveSettings, token: TokenSource) -> RegistrySource | None:
-    """The configured enterprise, POI, vehicle and trip datasets as of now."""
+    """The configured enterprise, POI, vehicle and trip datasets as of now, read with hazchem's
+    own service token."""
     enterprises = LiveSettings.split(options.enterprise_datasets)
     pois = LiveSettings.split(options.poi_datasets)
     vehicles = LiveSettings.split(options.vehicle_datasets)
