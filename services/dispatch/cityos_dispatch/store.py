@@ -168,6 +168,14 @@ class DispatchStore:
             case["title"] or "", case["district"], case["street"], case["lon"], case["lat"],
             case["handling_unit"])
 
+    async def routing_facts(self, conn: Conn, case_id: int) -> Any:
+        """The case's projection, with the latest active emergency covering its point
+        (`covering_emergency`, or NULL): what routing needs, in one round trip."""
+        return await conn.fetchrow(
+            "SELECT c.*, (SELECT e.emergency_id FROM emergencies e WHERE e.ended_at IS NULL"
+            "  AND ST_Covers(e.geom, c.geom) ORDER BY e.emergency_id DESC LIMIT 1)"
+            " AS covering_emergency FROM cases c WHERE c.case_id = $1", case_id)
+
     async def case(self, case_id: int) -> Any:
         return await self.pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
 
