@@ -24,6 +24,7 @@ from stquery.conftest import entity, st, store, write_entities  # noqa: F401
 from waiting import eventually
 
 from cityos_contracts.records import Entity, ObservationBatch
+from cityos_contracts.subjects import STREAMS
 from cityos_hazchem import evaluate, rules, scenario, stays
 from cityos_hazchem.app import build_app
 from cityos_hazchem.live import OBS_STREAM
@@ -124,11 +125,11 @@ def mid_deviation(sc: scenario.Scenario, batches: list[ObservationBatch]) -> int
                 if int(b.batch_id.rsplit("-", 1)[1]) * 60 >= w.start + 7 * 60)
 
 
-async def _caught_up(bus: Bus) -> bool:
+async def _caught_up(bus: Bus, durable: str = DURABLE) -> bool:
     """The live consumer acknowledged every batch published so far."""
     stream = bus.stream_name(OBS_STREAM)
     try:
-        info = await bus.js.consumer_info(stream, DURABLE)
+        info = await bus.js.consumer_info(stream, durable)
     except NotFoundError:  # the consumer's task has not created it yet
         return False
     return (info.ack_floor.stream_seq or 0) >= (await bus.js.stream_info(stream)).state.last_seq
@@ -256,4 +257,34 @@ async def test_live_warnings_once_across_a_restart(
     recomputed = evaluate.run(planted, closed_stays)
     assert sorted(k for k in keys if k.split(":")[1] in CORE) == sorted(
         f"hazchem:{w.kind}:{w.vehicle}:{int(w.start)}" for w in recomputed if w.kind in CORE)
+    await bus.close()
+
+
+async def test_a_first_start_reads_back_only_the_window(
+        monkeypatch: pytest.MonkeyPatch, make_settings: Any, issuer: Any,  # noqa: F811
+        st: Any, live_prefix: str) -> None:  # noqa: F811
+    """No durable yet: the consumer starts `window_h` back by stored time (here 3.6 s), not at
+    the stream's beginning, and knows the history before that is missing."""
+    prefix, gps = f"{live_prefix}.first", "first_gps"
+    monkeypatch.setenv("CITYOS_HAZCHEM_GPS_DATASETS", gps)
+    monkeypatch.setenv("CITYOS_HAZCHEM_WINDOW_H", "0.001")
+    monkeypatch.delenv("CITYOS_CLIENT_ID", raising=False)
+    bus = Bus(replace(make_settings("hazchem-test"), nats_prefix=prefix))
+    await bus.connect()
+    await bus.ensure_streams(STREAMS)
+
+    async def publish(name: str, vehicle: str) -> None:
+        await bus.publish(f"obs.{gps}", ObservationBatch(
+            batch_id=name, dataset=gps, version=1, owner="JTJ", subject=[vehicle],
+            ts=[datetime.now(UTC)], lon=[scenario.ORIGIN[0]], lat=[scenario.ORIGIN[1]]),
+            msg_id=name)
+
+    await publish("before", "OLD-1")
+    await asyncio.sleep(5.0)
+    async with AsyncTestClient(hazchem_app(make_settings, prefix, issuer, st), timeout=60) as client:
+        await publish("after", "NEW-1")
+        await eventually(lambda: _caught_up(bus, f"hazchem-live-{gps}"), timeout=30)
+        lw = client.app.state.live[0]
+        assert set(lw.windows) == {"NEW-1"}
+        assert not lw.history_complete
     await bus.close()

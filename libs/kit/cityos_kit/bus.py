@@ -181,16 +181,20 @@ class Bus:
         max_deliver: int = 8,
         ack_wait_s: float | None = None,
         parallel: int = 1,
+        start_time: datetime | None = None,
     ) -> None:
         """Run `handler` on each message of a durable pull consumer, in the background.
 
         `parallel` > 1: up to that many messages are handled at once, but one subject's in
         stream order, each after the one before (a subject per entity, `cases.events.<id>`:
         a slow case holds up only its own later events, not every other case's).
+        `start_time`: where a durable created now starts (messages stored since then; None:
+        the stream's beginning); a durable that exists resumes where it was.
         """
         self._tasks.append(asyncio.create_task(
             self._consume_loop(stream, durable, message_type, handler, filter_subject, batch,
-                               max_deliver, ack_wait_s, parallel=parallel),
+                               max_deliver, ack_wait_s, parallel=parallel,
+                               start_time=start_time),
             name=f"consume:{durable}",
         ))
 
@@ -204,6 +208,7 @@ class Bus:
         batch: int = 8,
         max_deliver: int = 8,
         ack_wait_s: float | None = None,
+        start_time: datetime | None = None,
     ) -> None:
         """Like `consume`, but `handler` gets up to `batch` messages to commit in one go.
 
@@ -216,7 +221,8 @@ class Bus:
 
         self._tasks.append(asyncio.create_task(
             self._consume_loop(stream, durable, message_type, one, filter_subject, batch,
-                               max_deliver, ack_wait_s, batch_handler=handler),
+                               max_deliver, ack_wait_s, batch_handler=handler,
+                               start_time=start_time),
             name=f"consume:{durable}",
         ))
 
@@ -224,10 +230,13 @@ class Bus:
         self, stream: Stream, durable: str, message_type: type[T], handler: Handler[T],
         filter_subject: str | None, batch: int, max_deliver: int, ack_wait_s: float | None,
         batch_handler: BatchHandler[T] | None = None, parallel: int = 1,
+        start_time: datetime | None = None,
     ) -> None:
         subject = self.subject(filter_subject) if filter_subject else None
         config = ConsumerConfig(
-            durable_name=durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+            durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.BY_START_TIME if start_time else DeliverPolicy.ALL,
+            opt_start_time=start_time,
             ack_wait=ack_wait_s or self.settings.ack_wait_s, max_ack_pending=batch * 64,
             filter_subject=subject,
         )

@@ -21,7 +21,9 @@ it began, while inside the window.
 Restart: state is rebuilt from the observation stream itself (JetStream keeps 7 days): the last
 `replay_h` hours by stored time, up to what the durable consumer had delivered, without posting;
 the durable then resumes, redelivering what was not acknowledged. No other service needs to be up
-for it, and nothing more is persisted than the posted warnings.
+for it, and nothing more is persisted than the posted warnings. A first start (no durable yet)
+reads from `window_h` back by stored time, not the stream's 7 days; if older fixes are held, an
+episode starting at a vehicle's first fix read may have begun before and is not warned.
 """
 
 import time
@@ -246,9 +248,12 @@ class LiveWarnings:
         return OBSERVATIONS.format(dataset=self.dataset)
 
     async def start(self) -> None:
-        await self.rebuild()
+        # A first start reads back only the window the rules need, not the stream's 7 days.
+        first = datetime.now(UTC) - timedelta(hours=self.options.window_h)
+        await self.rebuild(first)
         self.bus.consume_batches(OBS_STREAM, self.durable, ObservationBatch, self.handle,
-                                 filter_subject=self.subject, batch=self.options.batch)
+                                 filter_subject=self.subject, batch=self.options.batch,
+                                 start_time=first)
 
     # -- state ----------------------------------------------------------------------------
     def take(self, batches: Sequence[ObservationBatch]) -> dict[str, np.ndarray]:
@@ -272,19 +277,20 @@ class LiveWarnings:
         TOO_LATE.inc(late)
         return touched
 
-    async def rebuild(self) -> int:
+    async def rebuild(self, first: datetime) -> int:
         """Windows from the stream's last `replay_h` hours, up to what the durable consumer had
-        delivered before (the rest it delivers again). Nothing is posted. Returns fixes read."""
+        delivered before (the rest it delivers again). Nothing is posted. Returns fixes read.
+        A first start (no durable yet) reads nothing here: its durable starts at `first`."""
         js = self.bus.js
         stream = self.bus.stream_name(OBS_STREAM)
         try:
             info = await js.consumer_info(stream, self.durable)
+            last = info.delivered.stream_seq or 0
+            if last == 0:
+                return 0
+            since = datetime.now(UTC) - timedelta(hours=self.options.replay_h)
         except NotFoundError:
-            return 0  # first start: the durable reads the stream from its beginning
-        last = info.delivered.stream_seq or 0
-        if last == 0:
-            return 0
-        since = datetime.now(UTC) - timedelta(hours=self.options.replay_h)
+            last, since = 0, first
         full = self.bus.subject(self.subject)
         held = (await js.stream_info(stream, subjects_filter=full)).state.subjects or {}
         sub = await js.pull_subscribe(
@@ -294,6 +300,9 @@ class LiveWarnings:
                                   ack_policy=AckPolicy.NONE))
         # Replaying every message the stream holds of this dataset: no history is missing.
         self.history_complete = ((await sub.consumer_info()).num_pending or 0) >= held.get(full, 0)
+        if last == 0:
+            await sub.unsubscribe()
+            return 0
         read = 0
         decoder = msgspec.json.Decoder(ObservationBatch)
         try:
