@@ -111,6 +111,8 @@ async def test_box_select_groups_cases_vehicles_and_stored_things(city: City) ->
         assert order.status_code == 503 and "dispatch" in order.json()["detail"]
         rules = await client.get("/api/routing/rules")
         assert rules.status_code == 503
+        # Without dispatch, no staff names: the staff layer shows the ids.
+        assert (await client.get("/api/staff/names")).json() == {"names": {}}
         status = (await client.get("/api/services")).json()
         assert status["events"] and not status["dispatch"]
 

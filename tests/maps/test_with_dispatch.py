@@ -187,6 +187,9 @@ async def test_field_staff_layer_and_wartime_task(mesh: Stack, browser: Any) -> 
         assert (names["fs1"], names["fs2"]) == ("张一鸣", "李二娜")
         known = (await client.get("/api/staff/names", headers=admin)).json()["names"]
         assert (known["fs1"], known["fs2"]) == ("张一鸣", "李二娜") and "fs3" not in known
+        # A leader may not list staff (cases:act): the ids stand in.
+        leader = bearer(mesh.token("boss", mesh.person("boss", "CMD", ["leader"])))
+        assert (await client.get("/api/staff/names", headers=leader)).json() == {"names": {}}
 
 
 async def console(browser: Any, mesh: Stack, hash_: str) -> Any:
