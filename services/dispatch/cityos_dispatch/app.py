@@ -497,7 +497,8 @@ async def street_report(data: StreetReport, state: State, request: Request[Any, 
     return StreetReportReceipt(idempotency_key=key, subject=subject)
 
 
-@get("/staff", tags=["field staff"], opt=scope("cases:act"))
+# Read-level: the big screen shows leaders who is on duty; a unit still sees only its own.
+@get("/staff", tags=["field staff"], opt=scope("cases:read"))
 async def list_staff(state: State, request: Request[Any, Any, Any],
                      unit: Annotated[str | None, Parameter(max_length=64)] = None,
                      on_duty: bool | None = None,

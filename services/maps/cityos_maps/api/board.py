@@ -15,11 +15,14 @@ from litestar.types import ControllerRouterHandler
 from msgspec import Meta
 
 from cityos_kit.auth import current_principal, scope
+from cityos_kit.telemetry import logger
 from cityos_maps import board as boards
 from cityos_maps.api.common import token_of, upstreams
 from cityos_maps.geo import BadPolygon, contains, grid_counts
 from cityos_maps.live import RESYNC, Live
 from cityos_maps.themes import Layer, Theme, summary
+
+log = logger("cityos.maps.board")
 
 READ = scope("maps:read")
 KIND_ORDER = ("incident", "staff", "mobile", "entity", "media")
@@ -248,13 +251,14 @@ async def box_select(data: Selection, state: State, request: Request[Any, Any, A
 async def _staff_names(state: State, request: Request[Any, Any, Any]) -> dict[str, str]:
     """Field staff's names by id, from dispatch (positions carry ids only), as the caller: a
     unit sees its own people. Empty when the caller may not list staff (the list needs
-    `cases:act`) or dispatch is not there: the ids stand in."""
-    if not current_principal(request).has_scope("cases:act"):
+    `cases:read`) or dispatch is not there: the ids stand in."""
+    if not current_principal(request).has_scope("cases:read"):
         return {}
     try:
         people = await upstreams(state).call("dispatch", "GET", "/staff", token=token_of(request),
                                              params={"on_duty": "true", "limit": 5000})
-    except Exception:  # dispatch absent or refusing: the screen still shows the people
+    except Exception as exc:  # dispatch absent or refusing: the screen still shows the people
+        log.warning("staff_names_unavailable", error=str(exc))
         return {}
     return {p["staff_id"]: p["name"] for p in people if p.get("name")}
 
