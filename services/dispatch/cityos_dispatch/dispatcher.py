@@ -275,6 +275,13 @@ class Dispatcher:
         routed = None
         if event.kind == "accepted" and self.settings.auto_dispatch:
             routed = await self._route_at_once(event)
+        elif event.kind not in ROUND_EVENTS and event.kind not in ("accepted", "dispatched"):
+            # Most events only move the projection (reported, classified, noted, escalated):
+            # one statement, not a transaction of four round trips.
+            if await self.store.advance_case(event) != "other":
+                return
+        elif await self.store.version(event.case_id) >= event.seq:
+            return  # seen: dispatch applied it from the hub's answer (its own dispatch)
         async with self.pool.acquire() as conn, conn.transaction():
             if routed is not None:  # the decision goes in before the dispatch it explains
                 row = await self.store.lock_case(conn, event.case_id)

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import (
     Any,
+    Literal,
     TypeAlias,
 )
 
 import asyncpg
 import msgspec
 
+from cityos_contracts.cases import CaseEvent
 from cityos_contracts.dispatch import (
     Assignment,
     Emergency,
@@ -175,6 +177,47 @@ class DispatchStore:
             "SELECT c.*, (SELECT e.emergency_id FROM emergencies e WHERE e.ended_at IS NULL"
             "  AND ST_Covers(e.geom, c.geom) ORDER BY e.emergency_id DESC LIMIT 1)"
             " AS covering_emergency FROM cases c WHERE c.case_id = $1", case_id)
+
+    # The projection's columns an event moves: its own values where it carries them.
+    _ADVANCE = (
+        "version = $2, status = $3, category = coalesce($4, c.category),"
+        " district = CASE WHEN $9 THEN $5 ELSE c.district END,"
+        " street = CASE WHEN $9 THEN $6 ELSE c.street END,"
+        " lon = CASE WHEN $9 THEN $7 ELSE c.lon END, lat = CASE WHEN $9 THEN $8 ELSE c.lat END,"
+        " geom = CASE WHEN NOT $9 THEN c.geom WHEN $7::float8 IS NULL OR $8::float8 IS NULL"
+        "  THEN NULL ELSE ST_SetSRID(ST_MakePoint($7, $8), 4326) END,"
+        " handling_unit = coalesce($10, c.handling_unit), updated_at = now()")
+
+    async def advance_case(self, event: CaseEvent) -> Literal["applied", "seen", "other"]:
+        """Apply an event that moves only the projection, in one statement, if it is the
+        case's next: `applied`; `seen` if the case is past it; `other` (a gap, a race): the
+        caller takes the usual path."""
+        loc = event.location
+        args = (event.case_id, event.seq, event.to_status, event.category,
+                loc and loc.district, loc and loc.street, loc and loc.lon, loc and loc.lat,
+                loc is not None, event.unit)
+        if event.seq == 1:  # a new case: no row yet (or a blank one, version 0)
+            moved = await self.pool.fetchval(
+                "INSERT INTO cases AS c (case_id, version, status, category, district, street,"
+                " lon, lat, geom, handling_unit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                " CASE WHEN $9 AND $7::float8 IS NOT NULL AND $8::float8 IS NOT NULL"
+                "  THEN ST_SetSRID(ST_MakePoint($7, $8), 4326) END, $10)"
+                " ON CONFLICT (case_id) DO UPDATE SET " + self._ADVANCE +
+                " WHERE c.version = 0 RETURNING version", *args)
+            return "seen" if moved is None else "applied"  # (not moved: its version is ≥ 1)
+        row = await self.pool.fetchrow(
+            "WITH moved AS (UPDATE cases AS c SET " + self._ADVANCE +
+            " WHERE c.case_id = $1 AND c.version = $2 - 1 RETURNING c.version)"
+            " SELECT (SELECT version FROM moved) AS moved,"
+            " (SELECT version FROM cases WHERE case_id = $1) AS before", *args)
+        if row["moved"] is not None:
+            return "applied"
+        return "seen" if row["before"] is not None and row["before"] >= event.seq else "other"
+
+    async def version(self, case_id: int) -> int:
+        """The case's version as committed (0: not known yet)."""
+        found = await self.pool.fetchval("SELECT version FROM cases WHERE case_id = $1", case_id)
+        return 0 if found is None else int(found)
 
     async def case(self, case_id: int) -> Any:
         return await self.pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
