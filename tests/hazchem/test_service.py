@@ -5,9 +5,11 @@ police positions), `POST /warnings/compute` reading it back through the spatio-t
 5-minute reachable area and the nearest on-duty traffic police, and each new warning posted once
 on `reports.system`."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from data_platform.conftest import issuer, spatiotemporal  # noqa: F401
@@ -21,6 +23,8 @@ from stquery.conftest import entity, st, store, write_entities, write_fixes  # n
 from cityos_contracts.records import Entity
 from cityos_hazchem import evaluate, rules, scenario
 from cityos_hazchem.app import _yes, build_app
+from cityos_hazchem.intercept import Interception, intercept
+from cityos_hazchem.reports import to_report
 from cityos_kit.auth import AuthPlugin
 from cityos_kit.bus import Bus
 
@@ -205,3 +209,22 @@ async def test_compute_needs_the_hazchem_scope(hazchem: Any, issuer: Any) -> Non
         "dataset": GPS, "start": "2026-06-01T00:00:00+08:00", "end": "2026-06-02T00:00:00+08:00"},
         headers=_headers(issuer, "stquery:read"))
     assert r.status_code == 403, r.text
+
+
+async def test_a_deviation_goes_out_with_the_reason_when_interception_fails() -> None:
+    """The spatio-temporal service unreachable (as live warnings may find it): the warning keeps
+    its evidence, gains the reasons, and its case text says why there is no area."""
+    async def down(method: str, path: str, body: Any, params: dict[str, str] | None,
+                   token: str | None) -> Any:
+        raise httpx.ConnectError(f"connection refused: {path}")
+
+    w = rules.Warning(rules.ROUTE_DEVIATION, "V-1", 0.0, 600.0, *scenario.ORIGIN, severity=2,
+                      evidence={"trip": "T-1"})
+    got = await intercept(down, Interception("roads"), w, None)
+    assert got.evidence["trip"] == "T-1"
+    assert "/query/reachable" in got.evidence["reachable"]["error"]
+    assert "/query/nearest" in got.evidence["police_error"]
+    assert "可达范围未能计算" in to_report(got).text
+    # Other kinds are not asked about.
+    other = replace(w, kind=rules.FATIGUE)
+    assert await intercept(down, Interception("roads"), other, None) is other

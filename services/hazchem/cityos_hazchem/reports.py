@@ -48,6 +48,8 @@ def _intercept(ev: dict[str, Any]) -> str:
     reach = ev.get("reachable") or {}
     if "intersections" in reach:
         parts.append(f"{reach['minutes']:g}分钟可达范围边缘路口 {len(reach['intersections'])} 个")
+    elif "error" in reach:  # the people following the case see why there is no area
+        parts.append(f"可达范围未能计算（{str(reach['error'])[:200]}）")
     police = ev.get("police") or []
     if police:
         parts.append(f"最近执勤交警 {police[0]['id']}（{police[0]['distance_m']:.0f} 米）")
