@@ -5,11 +5,15 @@ wild outliers far outside the city)."""
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
 from data_platform.conftest import eventually, ingestion, issuer, spatiotemporal  # noqa: F401
 from stquery.conftest import st, store  # noqa: F401
 
 from cityos_hazchem import demo, scenario
+from cityos_hazchem.app import declared_trips
+from cityos_hazchem.rules import Thresholds
 
 TYPES = {".csv": "text/csv", ".geojson": "application/geo+json"}
 
@@ -41,9 +45,27 @@ async def test_demo_data_loads_through_ingestion(
 
     async def vehicles() -> dict[str, Any]:
         fc = (await st.get(f"/datasets/{demo.VEHICLES}/entities", params={"at": at})).json()
-        print("FC", str(fc)[:300])
         return {f["properties"]["entity_id"]: f["properties"]["attrs"] for f in fc["features"]}
 
     listed = await eventually(vehicles, timeout=30)
     assert {v for v, ok in sc.licensed.items() if not ok} == \
         {v for v, attrs in listed.items() if attrs["licensed"] is False}
+
+    # The declared trips as live warnings read them (now, every page): each readable, with
+    # its vehicle, its route and its planned time span.
+    async def up(method: str, path: str, body: Any, params: dict[str, str] | None,
+                 token: str | None) -> Any:
+        r = await st.request(method, path, json=body, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def trips() -> list[Any]:
+        got = await declared_trips(up, [demo.TRIPS], datetime.now(UTC), None,
+                                   ZoneInfo(Thresholds().timezone))
+        return got if len(got) == len(sc.trips) else []
+
+    read = {t.vehicle: t for t in await eventually(trips, timeout=30)}
+    for planned in sc.trips:
+        t = read[planned.vehicle]
+        assert t.end - t.start == pytest.approx(planned.end - planned.start, abs=1e-3)
+        assert [*t.lon, *t.lat] == pytest.approx([*planned.lon, *planned.lat], abs=1e-6)
