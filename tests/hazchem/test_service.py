@@ -5,6 +5,8 @@ police positions), `POST /warnings/compute` reading it back through the spatio-t
 5-minute reachable area and the nearest on-duty traffic police, and each new warning posted once
 on `reports.system`."""
 
+import asyncio
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -225,6 +227,15 @@ async def test_a_deviation_goes_out_with_the_reason_when_interception_fails() ->
     assert "/query/reachable" in got.evidence["reachable"]["error"]
     assert "/query/nearest" in got.evidence["police_error"]
     assert "可达范围未能计算" in to_report(got).text
+    # A service too slow for a live warning: the reason, in time.
+    async def slow(method: str, path: str, body: Any, params: dict[str, str] | None,
+                   token: str | None) -> Any:
+        await asyncio.sleep(30)
+
+    t0 = time.monotonic()
+    got = await intercept(slow, Interception("roads", timeout_s=0.2), w, None)
+    assert time.monotonic() - t0 < 5
+    assert got.evidence["reachable"]["error"] == got.evidence["police_error"] == "no answer in time"
     # Other kinds are not asked about.
     other = replace(w, kind=rules.FATIGUE)
     assert await intercept(down, Interception("roads"), other, None) is other

@@ -9,6 +9,7 @@ evidence: the warning itself still goes out, a missing road network must not hid
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,10 +29,20 @@ class Interception:
     reach_minutes: float = 5.0
     staff_dataset: str = "field_staff"
     police_unit: str = "JJZD"  # 公安局交通警察支队
+    # Live warnings wait at most this long for each query (their batch is not acked until
+    # posted); None: as long as the upstream's own timeout.
+    timeout_s: float | None = None
+
+
+Failure = (HTTPException, httpx.HTTPError, TimeoutError)
 
 
 def _reason(exc: Exception) -> str:
-    return str(exc.detail) if isinstance(exc, HTTPException) else f"unreachable: {exc!r}"
+    if isinstance(exc, HTTPException):
+        return str(exc.detail)
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return f"unreachable: {exc!r}"
 
 
 async def intercept(up: Upstream, how: Interception, w: rules.Warning, token: str | None
@@ -43,9 +54,10 @@ async def intercept(up: Upstream, how: Interception, w: rules.Warning, token: st
     evidence: dict[str, Any] = dict(w.evidence)
     if how.road_network:
         try:
-            area = await up("POST", "/query/reachable", {
+            area = await asyncio.wait_for(up("POST", "/query/reachable", {
                 "schema": "cityos.stquery.reachable_query.v1", "network": how.road_network,
-                "lon": w.lon, "lat": w.lat, "minutes": how.reach_minutes}, None, token)
+                "lon": w.lon, "lat": w.lat, "minutes": how.reach_minutes}, None, token),
+                how.timeout_s)
             feats = area["features"]
             evidence["reachable"] = {
                 "minutes": how.reach_minutes, "snap_distance_m": area["snap_distance_m"],
@@ -56,17 +68,17 @@ async def intercept(up: Upstream, how: Interception, w: rules.Warning, token: st
                      "lat": f["geometry"]["coordinates"][1],
                      "seconds": f["properties"]["seconds"], "node": f["properties"]["node"]}
                     for f in feats if f["properties"]["kind"] == "boundary"]}
-        except (HTTPException, httpx.HTTPError) as exc:
+        except Failure as exc:
             evidence["reachable"] = {"error": _reason(exc)}
     try:
-        near = await up("POST", "/query/nearest", {
+        near = await asyncio.wait_for(up("POST", "/query/nearest", {
             "schema": "cityos.stquery.nearest_query.v1", "dataset": how.staff_dataset,
             "lon": w.lon, "lat": w.lat, "k": 3, "kind": "mobile",
-            "attrs": {"unit": how.police_unit, "on_duty": True}}, None, token)
+            "attrs": {"unit": how.police_unit, "on_duty": True}}, None, token), how.timeout_s)
         evidence["police"] = [
             {"id": f["properties"]["id"], "lon": f["geometry"]["coordinates"][0],
              "lat": f["geometry"]["coordinates"][1], "distance_m": f["properties"]["distance_m"],
              "ts": f["properties"]["ts"]} for f in near["features"]]
-    except (HTTPException, httpx.HTTPError) as exc:
+    except Failure as exc:
         evidence["police_error"] = _reason(exc)
     return dataclasses.replace(w, evidence=evidence)

@@ -113,6 +113,7 @@ class LiveSettings:
     reach_minutes: float = 5.0
     staff_dataset: str = "field_staff"
     police_unit: str = "JJZD"
+    intercept_timeout_s: float = 10.0  # per query; then the warning goes out with the reason
     unlicensed: str = ""  # overrides them: these plates are not licensed to operate
     window_h: float = 6.0  # > 4 h driving + 20 min rest, the night window, a stay
     replay_h: float = 24.0  # rebuilt from the stream on restart
@@ -129,7 +130,7 @@ class LiveSettings:
 
     def interception(self) -> Interception:
         return Interception(self.road_network or None, self.reach_minutes, self.staff_dataset,
-                            self.police_unit)
+                            self.police_unit, self.intercept_timeout_s)
 
 
 def thresholds_from_env(env: dict[str, str] | None = None) -> Thresholds:
