@@ -333,28 +333,36 @@ def _position(p: Principal, staff_id: str, data: PositionReport, on_duty: bool) 
 
 
 class Roster:
-    """Who works for which unit and is on duty, as position reports need it: read from the
-    database at most every TTL_S per person (other replicas' duty changes show up within it),
-    not on every report of a thousand people every few seconds."""
+    """Who works for which unit and is on duty, as position reports need it: everyone read
+    from the database in one query at most every TTL_S (other replicas' duty changes show up
+    within it), not a read per report of a thousand people every few seconds."""
 
     TTL_S = 10.0
 
     def __init__(self, store: DispatchStore) -> None:
         self.store = store
-        self._known: dict[str, tuple[str, bool, float]] = {}
+        self._known: dict[str, tuple[str, bool]] = {}
+        self._changed: dict[str, tuple[str, bool]] = {}  # here, while the roster was read
+        self._read_at = -self.TTL_S
 
     def set(self, member: StaffMember) -> None:
-        self._known[member.staff_id] = (member.unit, member.on_duty, time.monotonic())
+        self._known[member.staff_id] = self._changed[member.staff_id] = (
+            member.unit, member.on_duty)
 
     async def get(self, staff_id: str) -> tuple[str, bool] | None:
+        if time.monotonic() - self._read_at > self.TTL_S:
+            self._read_at = time.monotonic()  # (before the read: one reader at a time)
+            self._changed = {}
+            known = await self.store.roster()
+            self._known = known | self._changed
         found = self._known.get(staff_id)
-        if found is None or time.monotonic() - found[2] > self.TTL_S:
+        if found is None:  # on duty since the last read, on another replica
             member = await self.store.staff(staff_id)
             if member is None:
                 return None
             self.set(member)
             return member.unit, member.on_duty
-        return found[0], found[1]
+        return found
 
 
 async def _duty(state: State, p: Principal, staff_id: str, data: DutyChange) -> StaffMember:

@@ -388,6 +388,11 @@ class DispatchStore:
         row = await self.pool.fetchrow(self._STAFF + " WHERE s.staff_id = $1", staff_id)
         return None if row is None else to_staff(row)
 
+    async def roster(self) -> dict[str, tuple[str, bool]]:
+        """Everyone's unit and duty: staff_id -> (unit, on_duty)."""
+        rows = await self.pool.fetch("SELECT staff_id, unit, on_duty FROM staff")
+        return {r["staff_id"]: (r["unit"], r["on_duty"]) for r in rows}
+
     async def staff_list(self, unit: str | None, on_duty: bool | None, limit: int,
                          area: str | None = None) -> list[StaffMember]:
         rows = await self.pool.fetch(
