@@ -144,6 +144,10 @@ class TokenVerifier:
         self._lock = asyncio.Lock()
         self.revoked_subjects: dict[str, datetime] = {}
         self.revoked_tokens: set[str] = set()
+        # Tokens verified lately -> (claims, principal, monotonic time to verify again): a
+        # client sends the same token on every request (a device gateway, many per second),
+        # and the signature check is most of a small request's CPU.
+        self._verified: dict[str, tuple[Mapping[str, Any], Principal, float]] = {}
         if jwks is not None:
             self.set_jwks(jwks)
 
@@ -155,6 +159,7 @@ class TokenVerifier:
     def set_jwks(self, jwks: Mapping[str, Any]) -> None:
         self._keys = {k["kid"]: jwt.PyJWK(dict(k)) for k in jwks.get("keys", []) if "kid" in k}
         self._fetched_at = time.monotonic()
+        self._verified = {}  # a key may have gone: check every signature again
 
     async def _fetch_jwks(self) -> None:
         if self.http_client is not None:
@@ -187,7 +192,22 @@ class TokenVerifier:
             raise InvalidToken(f"unknown signing key {kid!r}")
         return self._keys[kid]
 
+    # How long a verified token is taken on trust (never past its expiry).
+    VERIFIED_S = 60.0
+
     async def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None and time.monotonic() < known[2]:
+            self._check_revoked(known[0])  # revocations apply at once, cached or not
+            return known[1]
+        principal, claims = await self._verify(token)
+        if len(self._verified) >= 10_000:  # (bounded: many short-lived clients)
+            self._verified.clear()
+        self._verified[token] = (claims, principal, time.monotonic() + min(
+            self.VERIFIED_S, float(claims["exp"]) - time.time()))
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, Mapping[str, Any]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -204,7 +224,7 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
         self._check_revoked(claims)
-        return principal_from_claims(claims, self.issuer)
+        return principal_from_claims(claims, self.issuer), claims
 
     def _check_revoked(self, claims: Mapping[str, Any]) -> None:
         if claims.get("jti") and claims["jti"] in self.revoked_tokens:
