@@ -132,9 +132,10 @@ async def prefill(database_url: str, n: int) -> float:
 
 
 async def staff_load(url: str, auth: httpx.Auth, staff: int, every_s: float, batch: int,
-                     stop: asyncio.Event, latencies: list[float]) -> int:
-    """Each person on duty, then a position per person every `every_s`, evenly spread: one
-    request each (a phone), or `batch` people's in one request (a gateway)."""
+                     on_duty: asyncio.Event, stop: asyncio.Event, latencies: list[float]) -> int:
+    """Each person on duty (then `on_duty` is set), then a position per person every
+    `every_s`, evenly spread: one request each (a phone), or `batch` people's in one request
+    (a gateway)."""
     rng = random.Random(11)
     sent = 0
     # Idle connections go before the server's 5-s keep-alive ends (else a reused one can
@@ -146,6 +147,7 @@ async def staff_load(url: str, auth: httpx.Auth, staff: int, every_s: float, bat
             await asyncio.gather(*(client.post(f"/staff/{p}/duty", json={
                 "on_duty": True, "lon": 120.8 + rng.uniform(-0.09, 0.09),
                 "lat": 32.09 + rng.uniform(-0.05, 0.05)}) for p in people[chunk:chunk + 50]))
+        on_duty.set()
         interval = every_s / staff
         pending: set[asyncio.Task[None]] = set()
 
@@ -234,12 +236,13 @@ async def main() -> None:
                                    ["cases:report", "cases:read"])
         gateway = await new_client(issuer, password, "staff gateway (benchmark)", STAFF_UNIT,
                                    ["staff:report"])
-        stop = asyncio.Event()
+        stop, on_duty = asyncio.Event(), asyncio.Event()
         position_latencies: list[float] = []
         staff = asyncio.create_task(staff_load(
             f"http://127.0.0.1:{DISPATCH_PORT}", gateway, args.staff, args.position_every,
-            args.position_batch, stop, position_latencies))
-        await asyncio.sleep(3)  # the position load is on before the clock starts
+            args.position_batch, on_duty, stop, position_latencies))
+        await on_duty.wait()  # everyone has gone on duty (a burst of its own)
+        await asyncio.sleep(3)  # and the position load is on, before the clock starts
         rng = random.Random(3)
         started = time.perf_counter()
         mine: list[int] = []

@@ -5,7 +5,7 @@ case's priority was raised above the category's (an emergency), and counted from
 Timers are rows in Postgres: a dispatch that restarts, or another replica, fires them when
 they fall due; `SKIP LOCKED` lets replicas share the work without firing one twice.
 
-Reminders go in batches: one statement locks up to a few hundred due ones with what their
+Reminders go in batches: one statement locks up to STEP due ones with what their
 rounds stand at, their events are published together, one statement marks them fired. They
 lock no case row and wait for no lock (SKIP LOCKED), so the consumer at most waits for such a
 batch to commit. A deadline escalates through the hub, one by one, and there the lock order is
@@ -92,11 +92,19 @@ class TimerLoop:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    # A backlog (after a restart, or many deadlines at one moment) is fired in steps of
+    # STEP timers of each kind, with a pause between: the consumer shares this loop, and an
+    # acceptance must not wait behind thousands of reminders going out at once.
+    STEP = 50
+    BACKLOG_PAUSE_S = 0.05
+
     async def _run(self) -> None:
         while True:
             try:
-                while await self.fire_due() > 0:
-                    pass  # a backlog (after a restart): keep going until none is due
+                while True:  # keep going until none is due
+                    if await self.fire_due(self.STEP) == 0:
+                        break
+                    await asyncio.sleep(self.BACKLOG_PAUSE_S)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the loop outlives a database or hub hiccup
