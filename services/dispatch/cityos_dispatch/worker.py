@@ -9,6 +9,7 @@ this thread the CPU every few milliseconds, however many requests are queued on 
 """
 
 import asyncio
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -30,6 +31,8 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     release): dispatch leaves no session state, only transactions, which asyncpg rolls back."""
 
 
+SWITCH_INTERVAL_S = 0.001
+
 # Dispatch's pools (the API's and the worker's).
 POOL_OPTIONS = {"reset": keep_session}
 
@@ -48,6 +51,10 @@ class Worker:
 
     async def start(self) -> None:
         """Returns once the consumer and the timers run (raises what stopped them starting)."""
+        # When the worker's socket has data while the API's thread is busy in Python, the
+        # worker waits for the interpreter lock up to the switch interval (5 ms by default),
+        # at every step of a case (NATS, each database answer, the hub's answer): 1 ms.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         started: Future[None] = Future()
         self._thread = threading.Thread(target=asyncio.run, args=(self._main(started),),
                                         name="dispatch-worker", daemon=True)
