@@ -299,8 +299,13 @@ def _action_route(action: str, needed: str, summary: str) -> HTTPRouteHandler:
                   request: Request[Any, Any, Any]) -> CaseDetail:
         if action in NEEDS_REASON and not data.reason.strip():
             raise Unprocessable(detail=f"{action} needs a reason")
-        case = await _visible_case(request, state, case_id)
-        _check_actor(action, current_principal(request), case)
+        principal = current_principal(request)
+        case = None
+        # The center and services see every case, and the action's own lock finds it (or
+        # answers 404): read it first only to check a unit's rights or pick the default unit.
+        if not principal.sees_all_units() or (action == "dispatch" and data.unit is None):
+            case = await _visible_case(request, state, case_id)
+            _check_actor(action, principal, case)
         store = _store(state)
         extra: dict[str, Any] = {}
         if action == "classify":
@@ -336,13 +341,14 @@ def _check_actor(action: str, principal: Principal, case: Case) -> None:
                                                "street's grid staff")
 
 
-def _dispatch_unit(state: State, case: Case, unit: str | None) -> str:
+def _dispatch_unit(state: State, case: Case | None, unit: str | None) -> str:
     city: City = state.city
     units = {u["id"] for u in city.units}
     if unit is not None:
         if unit not in units:
             raise Unprocessable(detail=f"unknown unit {unit!r}")
         return unit
+    assert case is not None  # (read when no unit is named)
     if case.category is None:
         raise ConflictError(detail="the case has no category: classify it first")
     return default_unit(_store(state).categories[case.category], case.location,
