@@ -42,8 +42,14 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.base import ASGIMiddleware
-from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
+from litestar.middleware.rate_limit import (
+    DURATION_VALUES,
+    CacheObject,
+    RateLimitConfig,
+    RateLimitMiddleware,
+)
 from litestar.plugins import InitPlugin
+from litestar.stores.base import Store
 from litestar.types import ASGIApp, Receive, Scope, Send
 from nats.js.api import DeliverPolicy
 
@@ -384,8 +390,19 @@ def client_identifier(request: Request[Any, Any, Any]) -> str:
     return f"ip:{client.host if client else 'unknown'}"
 
 
+@dataclass
+class _Window(CacheObject):
+    """A client's requests in the current window: their count, not each one's time."""
+
+    __slots__ = ("count",)
+    count: int
+
+
 class _RateLimitMiddleware(RateLimitMiddleware):
-    """Litestar's limiter, with Retry-After and a reason on the 429."""
+    """Litestar's limiter (a fixed window per client), with Retry-After and a reason on the 429.
+    It counts a window's requests; Litestar keeps every request's time in a list that is
+    decoded and encoded again on each request (a fifth of dispatch's CPU for a gateway
+    reporting 100 positions a second)."""
 
     async def handle_429(self, cache_object: CacheObject) -> None:
         retry = max(1, cache_object.reset - int(time.time()))
@@ -394,6 +411,27 @@ class _RateLimitMiddleware(RateLimitMiddleware):
             headers={"Retry-After": str(retry), **self.create_response_headers(cache_object)},
         )
 
+    def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
+        count = cache_object.count if isinstance(cache_object, _Window) else \
+            len(cache_object.history)
+        return {
+            self.config.rate_limit_policy_header_key:
+                f"{self.max_requests}; w={DURATION_VALUES[self.unit]}",
+            self.config.rate_limit_limit_header_key: str(self.max_requests),
+            self.config.rate_limit_remaining_header_key: str(max(0, self.max_requests - count)),
+            self.config.rate_limit_reset_header_key: str(cache_object.reset - int(time.time())),
+        }
+
+    async def _window(self, key: str, store: Store) -> _Window:
+        now = int(time.time())
+        cached = await store.get(key)
+        if cached:
+            with contextlib.suppress(msgspec.DecodeError, ValueError):
+                count, reset = msgspec.json.decode(cached, type=tuple[int, int])
+                if reset > now:
+                    return _Window(history=[], reset=reset, count=count)
+        return _Window(history=[], reset=now + DURATION_VALUES[self.unit], count=0)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = scope["litestar_app"]
         request: Request[Any, Any, Any] = app.request_class(scope)
@@ -401,11 +439,13 @@ class _RateLimitMiddleware(RateLimitMiddleware):
             store = self.config.get_store_from_app(app)
             key = self.cache_key_from_request(request)
             async with self._lock:
-                cache_object = await self.retrieve_cached_history(key, store)
-                if len(cache_object.history) >= self.max_requests:
-                    await self.handle_429(cache_object)
-                await self.set_cached_history(key=key, cache_object=cache_object, store=store)
-            send = self.create_send_wrapper(send=send, cache_object=cache_object)
+                window = await self._window(key, store)
+                if window.count >= self.max_requests:
+                    await self.handle_429(window)
+                window.count += 1
+                await store.set(key, msgspec.json.encode((window.count, window.reset)),
+                                expires_in=DURATION_VALUES[self.unit])
+            send = self.create_send_wrapper(send=send, cache_object=window)
         await self.app(scope, receive, send)
 
 
