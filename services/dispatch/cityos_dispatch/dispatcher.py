@@ -4,7 +4,9 @@ cases, fires deadlines, and carries out units' actions through the hub.
 One path changes dispatch's state: `apply(conn, events)`, in the case's row lock, skipping
 events it has seen (`seq` ≤ the case's version). The NATS consumer feeds it every case event;
 an HTTP action feeds it the history the hub answered with, so the caller sees the result at
-once and the later delivery of the same events is a no-op.
+once and the later delivery of the same events is a no-op. (The consumer's shortcuts: an event
+that moves only the projection is applied in one guarded statement, `store.advance_case`, and
+one already seen is skipped after reading the case's version.)
 """
 
 import asyncio
