@@ -28,6 +28,7 @@ from cityos_contracts.subjects import STREAMS
 from cityos_hazchem import evaluate, rules, scenario, stays
 from cityos_hazchem.app import build_app
 from cityos_hazchem.live import OBS_STREAM
+from cityos_hazchem.reports import idempotency_key
 from cityos_hazchem.rules import Thresholds, Track, Trip
 from cityos_kit.auth import AuthPlugin
 from cityos_kit.bus import Bus
@@ -54,16 +55,23 @@ def renamed(sc: scenario.Scenario) -> scenario.Scenario:
                    truth={"L-" + v: k for v, k in sc.truth.items()},
                    trips=[Trip("L-" + t.trip_id, "L-" + t.vehicle, t.start + WEEK, t.end + WEEK,
                                t.lon, t.lat) for t in sc.trips],
-                   enterprises=replace(e, status_since=e.status_since + WEEK))
+                   enterprises=replace(e, status_since=e.status_since + WEEK,
+                                       licence_until=e.licence_until + WEEK
+                                       if e.licence_until is not None else None))
 
 
 @pytest.fixture(scope="module")
 async def planted(st: Any, store: Any) -> scenario.Scenario:  # noqa: F811
     sc = renamed(scenario.generate(copies=1))
     e = sc.enterprises
+    assert e.credit_code is not None and e.licence_no is not None and e.licence_until is not None
     await write_entities(store, FIRMS, [
         entity(str(e.id[i]), float(e.lon[i]), float(e.lat[i]), category=str(e.kind[i]),
-               status=str(e.status[i]),
+               status=str(e.status[i]), credit_code=str(e.credit_code[i]),
+               licence_no=str(e.licence_no[i]),
+               # A date: valid through that local day (the scenario's until is its end).
+               licence_valid_until=datetime.fromtimestamp(float(e.licence_until[i]) - 1,
+                                                          scenario.LOCAL).date().isoformat(),
                **({"valid_from": datetime.fromtimestamp(float(e.status_since[i]), UTC)}
                   if e.status[i] != "operating" else {}))
         for i in range(len(e))])
@@ -202,6 +210,35 @@ def test_stays_walked_incrementally_match_a_whole_walk() -> None:
     assert checked > 100
 
 
+def test_place_warnings_are_named_alike_in_any_window() -> None:
+    """A place warning's key names the place and its period, not the window it was seen in: the
+    stays cut into 6-h windows give the licence anomalies of the whole day, and the suspected
+    sites of the stays fed one at a time are those of all at once; a week later is another
+    period."""
+    sc = scenario.generate(copies=2, seed=5)
+    th = Thresholds()
+    cleaned = [rules.clean(t, th) for t in sc.tracks]
+    found = closed_stays(cleaned)
+    whole = rules.detect_all(cleaned, sc.licensed, found, sc.enterprises, sc.pois, th)
+    want = {idempotency_key(w) for w in whole if w.kind in rules.PLACE_KINDS}
+    assert Counter(k.split(":")[1] for k in want) == {rules.LICENCE: 6, rules.BLACK_SITE: 2}
+    got = set()
+    for a in np.arange(found.arrival.min(), found.arrival.max() + 1, 6 * 3600.0):
+        m = (found.arrival >= a) & (found.arrival < a + 6 * 3600.0)
+        part = rules.Stays(found.vehicle[m], found.arrival[m], found.departure[m], found.lon[m],
+                           found.lat[m])
+        got |= {idempotency_key(w) for w in rules.licence_anomaly(part, sc.enterprises, th)}
+    nothing = sorted((w for w in whole if w.kind == rules.NOTHING_STAY), key=lambda w: w.start)
+    for k in range(len(nothing)):
+        got |= {idempotency_key(w) for w in rules.black_sites(nothing[:k + 1], th)}
+    assert got == want
+    later = [replace(w, start=w.start + WEEK, end=w.end + WEEK) for w in nothing]
+    assert {idempotency_key(w) for w in rules.black_sites(nothing + later, th)} == \
+        {k for k in want if rules.BLACK_SITE in k} | {
+            idempotency_key(w) for w in rules.black_sites(later, th)}
+    assert len(rules.black_sites(nothing + later, th)) == 4
+
+
 async def test_live_warnings_once_across_a_restart(
         live_env: None, planted: scenario.Scenario, make_settings: Any, issuer: Any,  # noqa: F811
         st: Any, live_prefix: str) -> None:  # noqa: F811
@@ -257,6 +294,12 @@ async def test_live_warnings_once_across_a_restart(
     recomputed = evaluate.run(planted, closed_stays)
     assert sorted(k for k in keys if k.split(":")[1] in CORE) == sorted(
         f"hazchem:{w.kind}:{w.vehicle}:{int(w.start)}" for w in recomputed if w.kind in CORE)
+    # Place warnings too: each enterprise and site once for its period, though live saw them in
+    # many windows (the site's visits span 5 days and the restart), as the whole day names them.
+    places = sorted(k for k in keys if k.split(":")[1] in rules.PLACE_KINDS)
+    assert places == sorted(idempotency_key(w) for w in recomputed
+                            if w.kind in rules.PLACE_KINDS)
+    assert Counter(k.split(":")[1] for k in places) == {rules.LICENCE: 3, rules.BLACK_SITE: 1}
     await bus.close()
 
 

@@ -141,8 +141,10 @@ async def test_compute_matches_truth_and_posts_each_warning_once(
     assert len(again.json()["warnings"]) == len(out["warnings"])
     assert await _stored_reports(bus) == before + len(out["warnings"])
     reports = await hazchem_reports(bus)
-    assert sorted(m["idempotency_key"] for m in reports) == sorted(
-        f"hazchem:{w['kind']}:{w['subject']}:{int(datetime.fromisoformat(w['start']).timestamp())}"
+    assert sorted(m["idempotency_key"] for m in reports) == sorted(w["key"] for w in out["warnings"])
+    # A vehicle warning's key names its start; a place warning's, the start of its place period.
+    assert all(w["key"] == f"hazchem:{w['kind']}:{w['subject']}:" + str(int(datetime.fromisoformat(
+        w["evidence"]["period"] if w["kind"] in rules.PLACE_KINDS else w["start"]).timestamp()))
         for w in out["warnings"])
     assert all(m["channel"] == "system" and m["category"] == "0803" for m in reports)
     assert {m["source_ref"] for m in reports} == {

@@ -28,6 +28,7 @@ from cityos_hazchem import live, risk_api, rules
 from cityos_hazchem.entities import listing
 from cityos_hazchem.intercept import Interception, intercept
 from cityos_hazchem.posting import post_warnings
+from cityos_hazchem.reports import idempotency_key
 from cityos_hazchem.risk import RiskSettings
 from cityos_hazchem.rules import Places, Thresholds, Track, Trip
 from cityos_kit.app import create_service_app
@@ -77,6 +78,8 @@ class WarningOut(Struct, frozen=True):
     lat: float
     severity: int
     evidence: dict[str, Any]
+    # The report's idempotency key: the same warning has it in every window and live.
+    key: str = ""
 
 
 class ComputeResult(Struct, frozen=True):
@@ -292,7 +295,8 @@ async def compute(data: ComputeRequest, state: State, request: Request[Any, Any,
     posted = await post_warnings(state.pool, state.bus, warnings) if data.post else 0
     return ComputeResult(
         warnings=[WarningOut(w.kind, w.vehicle, rules.subject(w), _iso(w.start), _iso(w.end),
-                             w.lon, w.lat, w.severity, w.evidence) for w in warnings],
+                             w.lon, w.lat, w.severity, w.evidence, idempotency_key(w))
+                  for w in warnings],
         fixes=sum(len(tr.t) for tr in tracks), stays=len(stays), posted=posted)
 
 

@@ -18,17 +18,25 @@ is an outlier depends on the fixes on both sides of it. An episode that starts a
 first fix may have begun before it (its start unknown), so it is not warned: it was warned when
 it began, while inside the window.
 
+Place warnings (licence anomalies, suspected black-workshop sites) are one per place and place
+period (`Thresholds.place_period_days`, a week by default), as the rules name them over any
+window: live remembers the keys it posted (`PlaceMemory`) and a later window seeing the same
+place in that period adds nothing. Licence anomalies need only the windows' stays; suspected
+sites add up nothing-registered stays over days, so live keeps those of the current and the
+previous period, as posted.
+
 Restart: state is rebuilt from the observation stream itself (JetStream keeps 7 days): the last
 `replay_h` hours by stored time, up to what the durable consumer had delivered, without posting;
 the durable then resumes, redelivering what was not acknowledged. No other service needs to be up
-for it, and nothing more is persisted than the posted warnings. A first start (no durable yet)
+for it, and nothing more is persisted than the posted warnings: the place keys and the
+nothing-registered stays of `PlaceMemory` are read back from them. A first start (no durable yet)
 reads from `window_h` back by stored time, not the stream's 7 days; if older fixes are held, an
 episode starting at a vehicle's first fix read may have begun before and is not warned.
 """
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +53,7 @@ from cityos_contracts.subjects import OBSERVATIONS, STREAMS
 from cityos_hazchem import rules, stays
 from cityos_hazchem.intercept import Interception
 from cityos_hazchem.posting import post_warnings
+from cityos_hazchem.reports import idempotency_key
 from cityos_hazchem.risk_api import TokenSource
 from cityos_hazchem.rules import Places, Stays, Thresholds, Track, Trip
 from cityos_kit.bus import Bus, Delivery
@@ -87,6 +96,11 @@ class Registered:
 
     def trips_during(self, vehicle: str, start: float, end: float) -> list[Trip]:
         return [t for t in self.trips.get(vehicle, ()) if t.start <= end and t.end >= start]
+
+    def trips_after(self, t: float) -> "Registered":
+        """Without the trips that ended before `t` (the listing returns every declared one)."""
+        trips = {v: kept for v, ts in self.trips.items() if (kept := [x for x in ts if x.end >= t])}
+        return replace(self, trips=trips)
 
 
 RegistrySource = Callable[[], Awaitable[Registered]]
@@ -206,6 +220,61 @@ class Episodes:
                 spans[:] = [s for s in spans if s[1] >= t]
 
 
+@dataclass
+class PlaceMemory:
+    """What the place rules need beyond the vehicles' windows: the keys of the place warnings
+    posted (one per place and period: seen again, nothing is added) and the nothing-registered
+    stays of the current and previous place period (suspected sites add them up across days).
+    Read back from the posted warnings on start."""
+
+    keys: set[str] = field(default_factory=set)
+    nothing: dict[str, list[rules.Warning]] = field(default_factory=dict)  # per vehicle
+    changed: bool = False
+
+    async def load(self, pool: asyncpg.Pool, th: Thresholds) -> None:
+        async with pool.acquire() as conn:
+            self.keys |= {r["key"] for r in await conn.fetch(
+                "SELECT key FROM posted_warnings WHERE kind = ANY($1::text[])",
+                list(rules.PLACE_KINDS))}
+            rows = await conn.fetch(
+                "SELECT vehicle, starts_at, ends_at, lon, lat FROM posted_warnings"
+                " WHERE kind = $1 AND lon IS NOT NULL AND starts_at >= (SELECT max(starts_at)"
+                "  FROM posted_warnings WHERE kind = $1) - make_interval(days => $2)",
+                rules.NOTHING_STAY, 2 * th.place_period_days)
+        for r in rows:
+            self.stay(rules.Warning(rules.NOTHING_STAY, r["vehicle"], r["starts_at"].timestamp(),
+                                    r["ends_at"].timestamp(), r["lon"], r["lat"], 1))
+
+    def stay(self, w: rules.Warning) -> None:
+        """A nothing-registered stay, new or seen again (grown, or its start moved by a late
+        fix: it overlaps the one kept, which it replaces)."""
+        kept = self.nothing.setdefault(w.vehicle, [])
+        for i, k in enumerate(kept):
+            if k.start <= w.end and w.start <= k.end:
+                if (k.start, k.lon, k.lat) != (w.start, w.lon, w.lat):
+                    self.changed = True
+                kept[i] = w
+                return
+        kept.append(w)
+        self.changed = True
+
+    def sites(self, th: Thresholds) -> list[rules.Warning]:
+        """The suspected sites of the stays kept (after a change), older periods forgotten."""
+        if not self.changed:
+            return []
+        self.changed = False
+        every = [w for kept in self.nothing.values() for w in kept]
+        if not every:
+            return []
+        latest = rules.period_starts(np.array([max(w.start for w in every)]), th)[0]
+        since = latest - th.place_period_days * 86400.0 - 7200.0  # the previous period
+        for v, kept in list(self.nothing.items()):
+            kept[:] = [w for w in kept if w.start >= since]
+            if not kept:
+                del self.nothing[v]
+        return rules.black_sites([w for kept in self.nothing.values() for w in kept], th)
+
+
 def _columns(batches: Sequence[ObservationBatch]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                            np.ndarray, np.ndarray]:
     """Subjects, epoch seconds, lon, lat of all rows, and each row's batch index."""
@@ -232,6 +301,7 @@ class LiveWarnings:
         self.walks: dict[str, stays.Walk] = {}
         self.stays: dict[str, Stays] = {}  # per vehicle, as of its window's last change
         self.episodes = Episodes()
+        self.places = PlaceMemory()
         self.registry: Registered | None = None if registry else Registered.empty()
         self.registry_at = -np.inf
         # After a partial rebuild, a vehicle's history before its first fix here is unknown.
@@ -251,6 +321,7 @@ class LiveWarnings:
     async def start(self) -> None:
         # A first start reads back only the window the rules need, not the stream's 7 days.
         first = datetime.now(UTC) - timedelta(hours=self.options.window_h)
+        await self.places.load(self.pool, self.th)
         await self.rebuild(first)
         self.bus.consume_batches(OBS_STREAM, self.durable, ObservationBatch, self.handle,
                                  filter_subject=self.subject, batch=self.options.batch,
@@ -338,7 +409,11 @@ class LiveWarnings:
                 self.options.registry_refresh_s:
             return
         try:
-            self.registry = await self.registry_source()
+            reg = await self.registry_source()
+            # Trips that ended before every live window: nothing left to check them against.
+            latest = max((float(w.t[-1]) for w in self.windows.values() if len(w.t)),
+                         default=-np.inf)
+            self.registry = reg.trips_after(latest - 1.5 * self.keep_s - 3600.0)
             self.registry_at = time.monotonic()
         except Exception as exc:  # keep the last; the first time, the rules below wait for it
             log.warning("registry_unavailable", dataset=self.dataset, error=repr(exc))
@@ -376,10 +451,21 @@ class LiveWarnings:
         licensed = {v: reg.licensed.get(v, True) and v not in self.unlicensed for v in vehicles}
         out = []
         for w in rules.detect_all(rerun, licensed, found, reg.enterprises, reg.pois, self.th,
-                                  trips=trips):
+                                  trips=trips, sites=False):
+            if w.kind in rules.PLACE_KINDS:  # named by place and period: no cut applies
+                if idempotency_key(w) not in self.places.keys:
+                    out.append(w)
+                continue
             cut = self.windows[w.vehicle].horizon if w.vehicle in self.windows else -np.inf
-            if w.start > cut and not self.episodes.known(w):
+            if w.start <= cut:
+                continue
+            if w.kind == rules.NOTHING_STAY:
+                self.places.stay(w)
+            if not self.episodes.known(w):
                 out.append(w)
+        # Suspected sites over the period's nothing-registered stays, not only the windows'.
+        out += [w for w in self.places.sites(self.th)
+                if idempotency_key(w) not in self.places.keys]
         return out
 
     async def handle(self, deliveries: list[Delivery[ObservationBatch]]) -> None:
@@ -402,7 +488,10 @@ class LiveWarnings:
                 self.lags.append((time.time(), lag))
                 POSTED.labels(w.kind).inc()
                 self.posted += 1
-            self.episodes.add(w)
+            if w.kind in rules.PLACE_KINDS:
+                self.places.keys.add(idempotency_key(w))
+            else:
+                self.episodes.add(w)
         for v in touched:
             win = self.windows[v]
             if win.trim(self.keep_s):

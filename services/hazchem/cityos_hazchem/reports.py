@@ -1,10 +1,11 @@
 """Warnings as event-hub reports: channel `system` on the `reports.system` stream.
 
 Category 0803 "危化品异常" (in the demo city's categories.json, routed to YJJ). The idempotency
-key names the kind, the subject and the warning's start, so re-computing a window does not post
-it twice. The `source_ref` names only the kind and the subject (the vehicle, or the enterprise or
-suspected site of a place warning): a warning that recurs later is a new report with the same
-`source_ref`, which the hub adds to that warning's case while the case is open.
+key names the kind, the subject and the warning's start (for a place warning, the start of its
+place period), so re-computing a window does not post it twice. The `source_ref` names only the
+kind and the subject (the vehicle, or the enterprise or suspected site of a place warning): a
+warning that recurs later is a new report with the same `source_ref`, which the hub adds to that
+warning's case while the case is open.
 """
 
 from datetime import UTC, datetime
@@ -42,6 +43,11 @@ def source_ref(w: Warning) -> str:
     return f"hazchem/{w.kind}/{rules.subject(w)}"
 
 
+def idempotency_key(w: Warning) -> str:
+    """The kind, the subject and the episode's time: the same warning has it in every window."""
+    return f"hazchem:{w.kind}:{rules.subject(w)}:{rules.episode_time(w)}"
+
+
 def _intercept(ev: dict[str, Any]) -> str:
     """The interception summary of a route deviation (the area itself stays in the evidence)."""
     parts = []
@@ -68,5 +74,5 @@ def to_report(w: Warning, tz: ZoneInfo = LOCAL) -> ReportIn:
     return ReportIn(
         channel="system", text=text, reported_at=datetime.fromtimestamp(w.end, UTC),
         lon=round(w.lon, 6), lat=round(w.lat, 6), category=CATEGORY,
-        idempotency_key=f"hazchem:{w.kind}:{rules.subject(w)}:{int(w.start)}",
+        idempotency_key=idempotency_key(w),
         source_ref=source_ref(w))

@@ -10,7 +10,7 @@ Times are epoch seconds (UTC); local-time rules use `Thresholds.timezone`.
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -62,6 +62,10 @@ class Thresholds:
     # cells), visited on at least `site_min_visits` distinct (vehicle, local day) pairs.
     site_cell_m: float = 250.0
     site_min_visits: int = 3
+    # Place warnings (licence anomalies, suspected sites) are one per place and period of this
+    # many local days (7: Monday to Sunday): whichever window sees a place's evidence, live or
+    # re-computed, names the same warning; a place still anomalous next period warns again.
+    place_period_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,36 @@ def subject(w: Warning) -> str:
     """What the warning is about: the vehicle, or for place kinds the enterprise or site."""
     key = PLACE_KINDS.get(w.kind)
     return str(w.evidence[key]) if key else w.vehicle
+
+
+_MONDAY = date(1970, 1, 5)
+
+
+def period_starts(t: Floats, th: Thresholds) -> Floats:
+    """The local start (epoch seconds) of the place period each time falls in: periods of
+    `place_period_days` local days counted from a Monday, so they never depend on the window."""
+    tz = ZoneInfo(th.timezone)
+    out = np.empty(len(t))
+    # One zone lookup per quarter hour present (zone offsets change on whole quarter hours).
+    q, inv = np.unique(np.floor(np.asarray(t, dtype=float) / 900.0), return_inverse=True)
+    for i, v in enumerate(q.tolist()):
+        d = datetime.fromtimestamp(v * 900.0, tz).date()
+        n = (d - _MONDAY).days // th.place_period_days * th.place_period_days
+        out[inv == i] = datetime.combine(_MONDAY + timedelta(days=n), time(), tz).timestamp()
+    return out
+
+
+def _period(t0: float, th: Thresholds) -> str:
+    """The period in a place warning's evidence: its local start, offset included (the key)."""
+    return datetime.fromtimestamp(t0, ZoneInfo(th.timezone)).isoformat()
+
+
+def episode_time(w: Warning) -> int:
+    """The time in a warning's idempotency key: its start, or for a place warning the start of
+    its period (the same in every window that sees the place in that period)."""
+    if w.kind in PLACE_KINDS and "period" in w.evidence:
+        return int(datetime.fromisoformat(w.evidence["period"]).timestamp())
+    return int(w.start)
 
 
 def _metres(lon1: Floats, lat1: Floats, lon2: Floats, lat2: Floats) -> Floats:
@@ -460,8 +494,9 @@ def licence_anomaly(st: Stays, enterprises: Places, th: Thresholds) -> list[Warn
     """Enterprises that receive hazardous-goods vehicles (a stay within `enterprise_radius_m`,
     the nearest enterprise deciding) while their licence has expired at the stay's arrival or
     their registration is inconsistent (credit code invalid or shared with another enterprise,
-    no licence number or validity): one warning per enterprise, severity rising with the
-    visits."""
+    no licence number or validity): one warning per enterprise and place period (its key names
+    the period, so every window seeing the place then gives the same one), severity rising with
+    the visits."""
     if not len(st) or not len(enterprises) or enterprises.licence_until is None:
         return []
     nearest, _ = _nearest_within(st.lon, st.lat, enterprises, th.enterprise_radius_m)
@@ -471,12 +506,14 @@ def licence_anomaly(st: Stays, enterprises: Places, th: Thresholds) -> list[Warn
     registration = {e: _registration_issues(enterprises, e, shared)
                     for e in set(nearest[has].tolist())}
     lapsed = st.arrival[has] >= until[nearest[has]]
-    visits: dict[int, list[int]] = {}
-    for r, e, late in zip(has.tolist(), nearest[has].tolist(), lapsed.tolist(), strict=True):
+    period = period_starts(st.arrival[has], th)
+    visits: dict[tuple[int, float], list[int]] = {}
+    for r, e, late, p in zip(has.tolist(), nearest[has].tolist(), lapsed.tolist(),
+                             period.tolist(), strict=True):
         if registration[e] or late:
-            visits.setdefault(e, []).append(r)
+            visits.setdefault((e, p), []).append(r)
     out = []
-    for e, rows in visits.items():
+    for (e, p), rows in visits.items():
         issues = list(registration[e])
         expired = [r for r in rows if st.arrival[r] >= until[e]]
         if expired:
@@ -487,7 +524,7 @@ def licence_anomaly(st: Stays, enterprises: Places, th: Thresholds) -> list[Warn
             float(st.departure[rows].max()), float(enterprises.lon[e]), float(enterprises.lat[e]),
             severity=min(3, len(rows)),
             evidence={"enterprise": str(enterprises.id[e]), "issues": issues,
-                      "visits": len(rows),
+                      "visits": len(rows), "period": _period(p, th),
                       "vehicles": sorted({str(st.vehicle[r]) for r in rows}),
                       "licence_ends_at": None if np.isnan(until[e]) else
                       datetime.fromtimestamp(float(until[e]), UTC).isoformat()}))
@@ -495,11 +532,12 @@ def licence_anomaly(st: Stays, enterprises: Places, th: Thresholds) -> list[Warn
 
 
 def black_sites(stays: Sequence[Warning], th: Thresholds) -> list[Warning]:
-    """Nothing-registered stays clustered on a metric grid (cells of `site_cell_m`, touching
-    occupied cells merged, so a spot on a cell edge is one site); a cluster visited on at least
-    `site_min_visits` distinct (vehicle, local day) pairs is a suspected site, severity rising
-    with the visits. The site id is the cell of the stays' centroid: stable while visits add."""
-    rows = [w for w in stays if w.kind == NOTHING_STAY]
+    """Nothing-registered stays of one place period clustered on a metric grid (cells of
+    `site_cell_m`, touching occupied cells merged, so a spot on a cell edge is one site); a
+    cluster visited on at least `site_min_visits` distinct (vehicle, local day) pairs is a
+    suspected site, severity rising with the visits. The site id is the cell of its first stay
+    of the period: stable while later visits add (live sees them one by one)."""
+    rows = sorted((w for w in stays if w.kind == NOTHING_STAY), key=lambda w: (w.start, w.vehicle))
     if not rows:
         return []
     lon = np.array([w.lon for w in rows])
@@ -508,22 +546,23 @@ def black_sites(stays: Sequence[Warning], th: Thresholds) -> list[Warning]:
     kx = M_PER_DEG_LON_EQ * float(np.cos(np.radians(np.round(np.median(lat)))))
     ix = np.floor(lon * kx / th.site_cell_m).astype(np.int64)
     iy = np.floor(lat * M_PER_DEG_LAT / th.site_cell_m).astype(np.int64)
-    cells = list(zip(ix.tolist(), iy.tolist(), strict=True))
-    parent: dict[tuple[int, int], tuple[int, int]] = {c: c for c in cells}
+    period = period_starts(np.array([w.start for w in rows]), th)
+    cells = list(zip(period.tolist(), ix.tolist(), iy.tolist(), strict=True))
+    parent: dict[tuple[float, int, int], tuple[float, int, int]] = {c: c for c in cells}
 
-    def root(c: tuple[int, int]) -> tuple[int, int]:
+    def root(c: tuple[float, int, int]) -> tuple[float, int, int]:
         while parent[c] != c:
             parent[c] = parent[parent[c]]
             c = parent[c]
         return c
 
-    for cx, cy in list(parent):
-        for n in ((cx + 1, cy - 1), (cx + 1, cy), (cx + 1, cy + 1), (cx, cy + 1)):
+    for p, cx, cy in list(parent):
+        for n in ((p, cx + 1, cy - 1), (p, cx + 1, cy), (p, cx + 1, cy + 1), (p, cx, cy + 1)):
             if n in parent:
-                parent[root(n)] = root((cx, cy))
-    groups: dict[tuple[int, int], list[int]] = {}
+                parent[root(n)] = root((p, cx, cy))
+    groups: dict[tuple[float, int, int], list[int]] = {}
     for r, c in enumerate(cells):
-        groups.setdefault(root(c), []).append(r)
+        groups.setdefault(root(c), []).append(r)  # rows in time order: members[0] is the first
     tz = ZoneInfo(th.timezone)
     out = []
     for members in groups.values():
@@ -531,15 +570,15 @@ def black_sites(stays: Sequence[Warning], th: Thresholds) -> list[Warning]:
                 for r in members}
         if len(days) < th.site_min_visits:
             continue
-        x, y = float(lon[members].mean()), float(lat[members].mean())
-        site = f"BW-{int(np.floor(x * kx / th.site_cell_m))}-" \
-               f"{int(np.floor(y * M_PER_DEG_LAT / th.site_cell_m))}"
-        last = max(members, key=lambda r: rows[r].start)
+        first = members[0]
+        site = f"BW-{ix[first]}-{iy[first]}"
         out.append(Warning(
-            BLACK_SITE, rows[last].vehicle, min(rows[r].start for r in members),
-            max(rows[r].end for r in members), x, y,
+            BLACK_SITE, rows[members[-1]].vehicle, rows[first].start,
+            max(rows[r].end for r in members), float(lon[members].mean()),
+            float(lat[members].mean()),
             severity=min(3, 1 + (len(days) - th.site_min_visits) // 2),
             evidence={"site": site, "visits": len(days), "stays": len(members),
+                      "period": _period(cells[first][0], th),
                       "vehicles": sorted({v for v, _ in days}),
                       "days": sorted({d for _, d in days}), "cell_m": th.site_cell_m}))
     return out
@@ -547,11 +586,13 @@ def black_sites(stays: Sequence[Warning], th: Thresholds) -> list[Warning]:
 
 def detect_all(tracks: Sequence[Track], licensed: dict[str, bool], stays: Stays,
                enterprises: Places, pois: Places, th: Thresholds, *,
-               trips: Sequence[Trip] = ()) -> list[Warning]:
+               trips: Sequence[Trip] = (), sites: bool = True) -> list[Warning]:
     """Every rule over every vehicle; `tracks` must already be cleaned. `trips` are the
-    declared trips (route deviation is checked only for vehicles that declared one)."""
+    declared trips (route deviation is checked only for vehicles that declared one). Without
+    `sites`, no suspected black-workshop sites (live adds them up over the whole period)."""
     out = stay_warnings(stays, enterprises, pois, th)
-    out += black_sites(out, th)
+    if sites:
+        out += black_sites(out, th)
     out += licence_anomaly(stays, enterprises, th)
     by_vehicle: dict[str, list[Trip]] = {}
     for trip in trips:
