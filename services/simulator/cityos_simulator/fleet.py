@@ -37,9 +37,7 @@ class Fleet:
         t_now = now - self._origin
         if t_now <= self._last:
             return self._fixes(np.zeros(0, dtype=np.int64), np.zeros(0))
-        if self._plan.until <= t_now:
-            self._plan = motion.continue_plan(self._plan, self.network, self._last,
-                                              t_now + self.horizon_s, self._rng)
+        self._replan(t_now)
         counts = np.maximum(np.floor((t_now - self._next) / self.interval_s).astype(np.int64) + 1, 0)
         vehicle = np.repeat(np.arange(len(self.plates)), counts)
         # k-th report of a vehicle in this window: its next due time plus k intervals.
@@ -50,6 +48,20 @@ class Fleet:
         self._last = t_now
         order = np.argsort(t, kind="stable")
         return self._fixes(vehicle[order], t[order])
+
+    def positions(self, now: float) -> Fixes:
+        """Where every vehicle is at `now` (increasing), as a gateway polling its devices sees
+        them; use either this or `advance`."""
+        t_now = max(now - self._origin, self._last)
+        self._replan(t_now)
+        self._last = t_now
+        n = len(self.plates)
+        return self._fixes(np.arange(n), np.full(n, t_now))
+
+    def _replan(self, t_now: float) -> None:
+        if self._plan.until <= t_now:
+            self._plan = motion.continue_plan(self._plan, self.network, self._last,
+                                              t_now + self.horizon_s, self._rng)
 
     def _fixes(self, vehicle: np.ndarray, t: np.ndarray) -> Fixes:
         where = motion.sample(self._plan, self.network, vehicle, t, self._rng)

@@ -1,5 +1,6 @@
 """`cityos-simulator`: the demo city live — vehicles, sensors and cameras pushing data through the
-public ingestion API, exactly as a department's system would."""
+public ingestion API, exactly as a department's system would, and (given units' gateway
+credentials) field staff on patrol reported through dispatch's field-staff API."""
 
 import argparse
 import asyncio
@@ -40,6 +41,7 @@ from cityos_simulator.fixes import Fixes, iso_times
 from cityos_simulator.fleet import Fleet
 from cityos_simulator.generator import iter_batches, to_ndjson
 from cityos_simulator.roads import RoadNetwork, load_network
+from cityos_simulator.staff import FieldStaff
 
 log = logger("cityos_simulator")
 ENTITY_CHUNK = 500
@@ -74,6 +76,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="token issuer (the identity service)")
     p.add_argument("--client-id", default=os.environ.get("CITYOS_CLIENT_ID", ""),
                    help="the simulator's client id (env CITYOS_CLIENT_ID)")
+    p.add_argument("--dispatch-url",
+                   default=os.environ.get("CITYOS_DISPATCH_URL", "http://127.0.0.1:8005"),
+                   help="dispatch, for the field staff's duty and positions")
+    p.add_argument("--gateways", type=Path,
+                   default=os.environ.get("CITYOS_SIMULATOR_GATEWAYS") or None,
+                   help="units' device-gateway credentials (lines `gateway UNIT client_id=.. "
+                        "client_secret=..`); none: no field staff")
+    p.add_argument("--staff-per-unit", type=int, default=5)
+    p.add_argument("--staff-interval", type=float, default=10.0,
+                   help="seconds between a unit's position batches")
     args = p.parse_args(argv)
     if args.start is not None and args.start.tzinfo is None:
         p.error("--start needs a UTC offset, e.g. 2025-05-01T08:00:00+08:00")
@@ -114,7 +126,7 @@ async def load_entities(ing: Ingestion, versions: dict[str, int], net: RoadNetwo
     await asyncio.gather(*posts)
 
 
-def _summary(ing: Ingestion, sim_now: float) -> None:
+def _summary(ing: Ingestion, sim_now: float, staff: FieldStaff | None) -> None:
     t = ing.tallies
     log.info("simulator.summary", sim_time=iso_times(np.array([sim_now]))[0],
              posted={k: v.posted for k, v in t.items()},
@@ -122,7 +134,8 @@ def _summary(ing: Ingestion, sim_now: float) -> None:
              rejected={k: v.rejected for k, v in t.items()},
              failed_batches=sum(v.failed_batches for v in t.values()),
              duplicate_batches=sum(v.duplicate_batches for v in t.values()),
-             reasons=dict(sum((v.reasons for v in t.values()), Counter())))
+             reasons=dict(sum((v.reasons for v in t.values()), Counter())),
+             staff=staff.tally() if staff else None)
 
 
 HEARTBEAT = Path(tempfile.gettempdir()) / "cityos-simulator.heartbeat"
@@ -159,21 +172,43 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         next_summary = time.monotonic() + SUMMARY_EVERY_S
         citizens = Citizens(City(settings.city_dir).categories, net, args.reports_per_hour,
                             args.seed)
+        staff = _field_staff(args, settings.city_dir, net)
         seq = 0
-        while not stop.is_set():
-            began = time.monotonic()
-            now = clock.now()
-            await _tick(ing, versions, f"sim-{run_id}-{seq}", fleet.advance(now),
-                        sensors.advance(now), cameras.advance(now), args.batch_size)
-            await citizens.send(events, datetime.now(UTC), args.tick, f"report-{run_id}")
-            seq += 1
-            HEARTBEAT.touch()  # the liveness probe: a simulator that stopped ticking restarts
-            if time.monotonic() >= next_summary:
-                _summary(ing, now)
-                next_summary += SUMMARY_EVERY_S
-            if await ing.pause(max(0.0, args.tick - (time.monotonic() - began))):
-                break
-        _summary(ing, clock.now())
+        try:
+            while not stop.is_set():
+                began = time.monotonic()
+                now = clock.now()
+                # Staff are on duty now, whatever the simulated clock says: wall time for them.
+                await asyncio.gather(
+                    _tick(ing, versions, f"sim-{run_id}-{seq}", fleet.advance(now),
+                          sensors.advance(now), cameras.advance(now), args.batch_size),
+                    staff.report(time.time()) if staff else asyncio.sleep(0))
+                await citizens.send(events, datetime.now(UTC), args.tick, f"report-{run_id}")
+                seq += 1
+                HEARTBEAT.touch()  # the liveness probe: a simulator that stopped ticking restarts
+                if time.monotonic() >= next_summary:
+                    _summary(ing, now, staff)
+                    next_summary += SUMMARY_EVERY_S
+                if await ing.pause(max(0.0, args.tick - (time.monotonic() - began))):
+                    break
+        finally:
+            if staff:
+                await staff.off_duty()
+                await staff.close()
+        _summary(ing, clock.now(), staff)
+
+
+def _field_staff(args: argparse.Namespace, city_dir: Path, net: RoadNetwork
+                 ) -> FieldStaff | None:
+    if args.gateways is None or not args.gateways.is_file():
+        log.info("staff.off", reason="no gateway credentials (--gateways)")
+        return None
+    staff = FieldStaff.from_file(args.gateways, City(city_dir), net, args.dispatch_url,
+                                 args.issuer, args.staff_per_unit, args.seed, time.time(),
+                                 args.staff_interval)
+    log.info("staff.on", units=sorted(staff.squads), per_unit=args.staff_per_unit,
+             dispatch=args.dispatch_url)
+    return staff
 
 
 async def _tick(ing: Ingestion, versions: dict[str, int], key: str, fixes: Fixes,

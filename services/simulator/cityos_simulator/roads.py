@@ -242,3 +242,72 @@ def _segments(und: list[tuple[int, int, _Line]], adj: dict[int, list[int]],
 def load_network(city_dir: Path = DEFAULT_CITY_DIR, seed: int = 0) -> RoadNetwork:
     """The demo city's network (cached: the simulator and the generator share one)."""
     return build_network(division_bounds(City(city_dir).divisions), seed=seed)
+
+
+def _in_ring(ring: Any, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Even-odd ray casting of many points against one ring."""
+    xy = np.asarray(ring, dtype=np.float64)
+    x1, y1 = xy[:-1, 0][:, None], xy[:-1, 1][:, None]
+    x2, y2 = xy[1:, 0][:, None], xy[1:, 1][:, None]
+    crosses = (y1 > lat) != (y2 > lat)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at = x1 + (lat - y1) * (x2 - x1) / (y2 - y1)
+    return np.asarray((crosses & (lon < x_at)).sum(axis=0) % 2 == 1)
+
+
+def in_polygons(polygons: list[dict[str, Any]], lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Which points lie in any of the GeoJSON (Multi)Polygons (holes are rings too)."""
+    inside = np.zeros(len(lon), dtype=bool)
+    for geometry in polygons:
+        parts = (geometry["coordinates"] if geometry["type"] == "MultiPolygon"
+                 else [geometry["coordinates"]])
+        for rings in parts:
+            odd = np.zeros(len(lon), dtype=bool)
+            for ring in rings:
+                odd ^= _in_ring(ring, lon, lat)
+            inside |= odd
+    return inside
+
+
+def _largest_component(indptr: np.ndarray, dst: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The nodes of `keep`'s largest connected component, over links between kept nodes."""
+    label = np.full(len(keep), -1, dtype=np.int64)
+    sizes: list[int] = []
+    for seed in np.flatnonzero(keep):
+        if label[seed] >= 0:
+            continue
+        label[seed], frontier, size = len(sizes), np.array([seed]), 1
+        while len(frontier):
+            nxt = np.concatenate([dst[indptr[n]:indptr[n + 1]] for n in frontier])
+            nxt = np.unique(nxt[keep[nxt] & (label[nxt] < 0)])
+            label[nxt] = len(sizes)
+            size += len(nxt)
+            frontier = nxt
+        sizes.append(size)
+    if not sizes:
+        return np.zeros(len(keep), dtype=bool)
+    return np.asarray(label == int(np.argmax(sizes)))
+
+
+def within(net: RoadNetwork, polygons: list[dict[str, Any]] | None,
+           max_kmh: float | None = None) -> RoadNetwork:
+    """The part of the network inside the polygons (all of it for None): its largest connected
+    piece, so that whoever moves on it never meets a road that leads nowhere. Speeds are capped
+    at `max_kmh` (patrols drive slower than the road allows). Features stay those of `net`."""
+    keep = (np.ones(net.n_nodes, dtype=bool) if polygons is None
+            else in_polygons(polygons, net.node_lon, net.node_lat))
+    keep = _largest_component(net.indptr, net.link_dst, keep)
+    if keep.sum() < 2:
+        raise ValueError("no connected roads inside the division")
+    src = np.repeat(np.arange(net.n_nodes), net.degree)
+    links = np.flatnonzero(keep[src] & keep[net.link_dst])  # still sorted by source
+    remap = np.full(net.n_nodes, -1, dtype=np.int64)
+    remap[keep] = np.arange(int(keep.sum()))
+    indptr = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(remap[src[links]], minlength=len(indptr) - 1), out=indptr[1:])
+    speed = net.link_speed_kmh[links]
+    if max_kmh is not None:
+        speed = np.minimum(speed, max_kmh)
+    return RoadNetwork(net.bounds, net.node_lon[keep], net.node_lat[keep], indptr,
+                       remap[net.link_dst[links]], net.link_length_m[links], speed,
+                       net.link_heading[links], net.link_feature[links], net.features)
