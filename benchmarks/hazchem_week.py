@@ -18,7 +18,8 @@ that step), taken by hazchem's live consumer (`cityos_hazchem.live`, the service
 its own process) which posts every warning to `reports.system`; the clock stops when the
 consumer has acknowledged the last batch. Baseline in the same run: the pure rules over the same
 week's arrays in memory (the floor: no file, no NATS, no database). The warnings of both are
-compared.
+compared by idempotency key, vehicle and place warnings alike (a place warning is one per place
+and week: live sees each in many windows and posts it once).
 
 Live lag: the day after the week, streamed at its real rate (one batch a second for
 `--live-seconds` from 02:29:30 local: the planted night drives start at 02:30), then the rest of
@@ -59,7 +60,7 @@ from cityos_hazchem.live import (
     LiveWarnings,
     Registered,
 )
-from cityos_hazchem.reports import to_report
+from cityos_hazchem.reports import idempotency_key
 from cityos_hazchem.rules import Places, Thresholds, Track, Trip
 from cityos_kit import db
 from cityos_kit.bus import Bus
@@ -299,11 +300,20 @@ async def main() -> None:
         base_k = Counter(w.kind for w in base)
         for kind in sorted(set(live_k) | set(base_k)):
             log(f"  {kind:<28} live {live_k[kind]:>5}  baseline {base_k[kind]:>5}")
-        base_keys = {to_report(w).idempotency_key for w in base if w.kind in CORE}
+        base_all = [idempotency_key(w) for w in base]
+        base_keys = {k for k in base_all if k.split(":")[1] in CORE}
         live_core = {k for k in week_keys if k.split(":")[1] in CORE}
         same = len(base_keys & live_core)
+        base_place = {k for k in base_all if k.split(":")[1] in rules.PLACE_KINDS}
+        live_place = {k for k in week_keys if k.split(":")[1] in rules.PLACE_KINDS}
+        same_place = len(base_place & live_place)
+        identical = sorted(week_keys) == sorted(base_all)
         log(f"  vehicle warnings with the same key: {same} of {len(base_keys)} (baseline), "
-            f"{len(live_core)} live; duplicates posted: {len(week_keys) - len(set(week_keys))}")
+            f"{len(live_core)} live; place warnings: {same_place} of {len(base_place)}, "
+            f"{len(live_place)} live; all keys identical: {identical}; duplicates posted: "
+            f"{len(week_keys) - len(set(week_keys))}")
+        for k in sorted(set(week_keys) ^ set(base_all))[:10]:
+            log(f"    only {'live' if k in set(week_keys) else 'baseline'}: {k}")
 
         # Live: the next day's fixes as they arrive: up to 02:29:30 local at once, then in
         # real time (the planted night drives start at 02:30), then the rest of the day faster.
@@ -355,6 +365,8 @@ async def main() -> None:
             "baseline_fixes_per_s": round(sent / base_s), "warnings": len(week_keys),
             "baseline_warnings": len(base), "same_vehicle_warning_keys": same,
             "baseline_vehicle_warnings": len(base_keys),
+            "same_place_warning_keys": same_place, "baseline_place_warnings": len(base_place),
+            "all_warning_keys_identical": identical,
             "live_lag_p50_s": pct(real, 50), "live_lag_p99_s": pct(real, 99),
             "live_warnings": len(real), f"x{args.live_speed:g}_lag_p50_s": pct(fast, 50),
             f"x{args.live_speed:g}_lag_p99_s": pct(fast, 99),
