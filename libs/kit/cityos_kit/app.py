@@ -93,8 +93,10 @@ def create_app(
         return Response({"ready": ready, "checks": results}, status_code=200 if ready else 503)
 
     metrics = PrometheusConfig(app_name=settings.service, prefix="cityos", exclude=PROBE_PATHS)
+    # No spans for each ASGI receive/send message: three more per request, and they say
+    # nothing the request's own span does not.
     telemetry = OpenTelemetryConfig(tracer_provider=tracer_provider(settings.service),
-                                    exclude=PROBE_PATHS)
+                                    exclude=PROBE_PATHS, exclude_spans=["receive", "send"])
     return Litestar(
         route_handlers=[healthz, readyz, MetricsController, *route_handlers],
         lifespan=list(lifespan),
