@@ -27,7 +27,7 @@ from cityos_contracts.records import Entity, ObservationBatch
 from cityos_contracts.subjects import STREAMS
 from cityos_hazchem import evaluate, rules, scenario, stays
 from cityos_hazchem.app import build_app
-from cityos_hazchem.live import OBS_STREAM
+from cityos_hazchem.live import OBS_STREAM, PlaceMemory, Registered
 from cityos_hazchem.reports import idempotency_key
 from cityos_hazchem.rules import Thresholds, Track, Trip
 from cityos_kit.auth import AuthPlugin
@@ -237,6 +237,33 @@ def test_place_warnings_are_named_alike_in_any_window() -> None:
         {k for k in want if rules.BLACK_SITE in k} | {
             idempotency_key(w) for w in rules.black_sites(later, th)}
     assert len(rules.black_sites(nothing + later, th)) == 4
+
+
+def test_live_forgets_past_trips_and_periods() -> None:
+    """Declared trips that ended before the live windows are dropped from the registry; the
+    nothing-registered stays kept for suspected sites are those of the current and previous
+    place period."""
+    def trip(name: str, end: float) -> Trip:
+        return Trip(name, "V", end - 3600, end, np.zeros(2), np.zeros(2))
+
+    reg = Registered(rules.Places.empty(), rules.Places.empty(), {},
+                     Registered.by_vehicle([trip("T1", 100.0), trip("T2", 5000.0)]))
+    assert [t.trip_id for t in reg.trips_after(1000.0).trips["V"]] == ["T2"]
+    assert reg.trips_after(6000.0).trips == {}
+    th = Thresholds()
+    memory = PlaceMemory()
+    day0 = scenario.DAY.timestamp() + 10 * 3600
+    for week in (0, 1, 2):
+        for k in range(3):  # a site each week: 3 vehicles on 3 days
+            t = day0 + week * WEEK + k * 86400
+            memory.stay(rules.Warning(rules.NOTHING_STAY, f"V{k}", t, t + 2400, *scenario.ORIGIN, 1))
+    sites = memory.sites(th)
+    assert len(sites) == 2 and memory.sites(th) == []  # nothing changed since
+    assert sorted(w.start for kept in memory.nothing.values() for w in kept)[0] == day0 + WEEK
+    # The same stay seen again, grown: no change, no new site.
+    memory.stay(rules.Warning(rules.NOTHING_STAY, "V0", day0 + 2 * WEEK, day0 + 2 * WEEK + 3600,
+                              *scenario.ORIGIN, 1))
+    assert memory.sites(th) == []
 
 
 async def test_live_warnings_once_across_a_restart(
