@@ -230,8 +230,8 @@ def _trip(f: dict[str, Any], tz: ZoneInfo) -> Trip | None:
 
 async def declared_trips(up: Upstream, datasets: list[str], at: datetime, token: str | None,
                          tz: ZoneInfo) -> list[Trip]:
-    """Every readable declared trip of the datasets as of `at` (live warnings keep them all:
-    fixes may come from any time)."""
+    """Every readable declared trip of the datasets as of `at` (live warnings keep those not
+    ended before their windows: late fixes may still fall in them)."""
     found = [_trip(f, tz) for f in await _entities(up, datasets, at, token)]
     return [t for t in found if t is not None]
 
