@@ -3,6 +3,7 @@ their positions, which become observations the spatio-temporal nearest query fin
 hazchem asks for the nearest on-duty traffic police."""
 
 import asyncio
+import base64
 import time
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,14 @@ from data_platform.conftest import (  # noqa: F401  (the data platform, for the 
 )
 from dispatch.conftest import dispatch, eventually, token  # noqa: F401
 from events.conftest import events, events_issuer  # noqa: F401
+from identity.conftest import ISSUER, admin_token, bootstrap_file, client, identity_app  # noqa: F401
 from litestar.testing import AsyncTestClient
 
 from cityos_dispatch.staff import FIELD_STAFF_DATASET
 from cityos_kit.auth import LocalIssuer
 from cityos_kit.city import City
 from cityos_kit.config import DEFAULT_CITY_DIR
+from cityos_simulator.gateways import demo_units, provision
 from cityos_simulator.main import _field_staff, parse_args
 from cityos_simulator.roads import RoadNetwork, in_polygons, load_network
 from cityos_simulator.staff import FieldStaff, Squad, patrol_network, read_gateways
@@ -87,11 +90,11 @@ async def staff_dataset(ingestion: AsyncTestClient[Any],  # noqa: F811
     assert response.status_code in (200, 201), response.text
 
 
-class IntoDispatch(httpx.AsyncBaseTransport):
-    """Requests into the dispatch test client's app; closing a gateway leaves it running."""
+class Into(httpx.AsyncBaseTransport):
+    """Requests into a test client's app; closing our client leaves the app running."""
 
-    def __init__(self, dispatch: AsyncTestClient[Any]) -> None:  # noqa: F811
-        self.inner: Any = dispatch._transport
+    def __init__(self, app: AsyncTestClient[Any]) -> None:
+        self.inner: Any = app._transport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response: httpx.Response = await self.inner.handle_async_request(request)
@@ -101,9 +104,13 @@ class IntoDispatch(httpx.AsyncBaseTransport):
 def gateway(dispatch: AsyncTestClient[Any], issuer: LocalIssuer,  # noqa: F811
             unit: str) -> httpx.AsyncClient:
     """What a unit's gateway holds: a client token of its unit with scope staff:report."""
-    return httpx.AsyncClient(transport=IntoDispatch(dispatch), base_url=dispatch.base_url,
+    return httpx.AsyncClient(transport=Into(dispatch), base_url=dispatch.base_url,
                              headers=token(issuer, unit=unit, scopes=("staff:report",),
                                            sub=f"gateway-{unit}"))
+
+
+async def accepted(feed: FieldStaff, n: int) -> bool:
+    return feed.tally()["positions_accepted"] >= n
 
 
 async def test_traffic_police_go_on_duty_and_hazchem_finds_the_nearest(
@@ -113,19 +120,19 @@ async def test_traffic_police_go_on_duty_and_hazchem_finds_the_nearest(
     units = ("JJZD", "JJZD-329901")
     now = time.time()
     feed = FieldStaff({u: Squad.of(CITY, net, u, 3, now, seed=5) for u in units},
-                      {u: gateway(dispatch, events_issuer, u) for u in units}, interval_s=0.0)
+                      {u: gateway(dispatch, events_issuer, u) for u in units}, interval_s=0.5)
+    stop = asyncio.Event()
+    patrol = asyncio.create_task(feed.run(stop))
     try:
-        await feed.report(time.time())
+        await eventually(lambda: accepted(feed, 6))
         staff = (await dispatch.get("/staff", params={"on_duty": "true", "unit": "JJZD"})).json()
         police = feed.squads["JJZD"]
         assert {(s["staff_id"], s["name"]) for s in staff} == set(
             zip(police.staff_ids, police.names, strict=True))
-        assert feed.tally() == {"units": 2, "on_duty": 6, "positions_sent": 6,
-                                "positions_accepted": 6}
-
-        await asyncio.sleep(1.0)
-        await feed.report(time.time())  # the next batch: they have moved on
-        assert feed.tally()["positions_accepted"] == 12
+        assert feed.tally()["on_duty"] == 6
+        # Batch after batch, every half second here (10 s in the city), all accepted.
+        await eventually(lambda: accepted(feed, 18))
+        assert feed.tally()["positions_sent"] - feed.tally()["positions_accepted"] <= 6
         last = {p.staff_id: p for p in police.positions(time.time())}
         target = last["JJZD-002"]
 
@@ -145,7 +152,42 @@ async def test_traffic_police_go_on_duty_and_hazchem_finds_the_nearest(
         # The brigade's people are of another unit: never among the detachment's.
         assert first["id"] == "JJZD-002" and first["distance_m"] < 300
     finally:
+        stop.set()
+        await patrol
         await feed.off_duty()
         await feed.close()
     assert (await dispatch.get("/staff", params={"on_duty": "true", "unit": "JJZD"})).json() == []
     assert feed.tally()["on_duty"] == 0
+
+
+async def test_gateways_are_registered_once_and_sign_in_as_their_unit(
+        tmp_path: Path, client: AsyncTestClient[Any], admin_token: str) -> None:  # noqa: F811
+    out = tmp_path / "gateways.txt"
+    units = demo_units(CITY)
+    assert sorted(units) == sorted(["JJZD", *(f"{d}-32990{i}" for d in ("JJZD", "CGJ")
+                                              for i in range(1, 5))])
+    async with httpx.AsyncClient(transport=Into(client), base_url=ISSUER, headers={
+            "Authorization": f"Bearer {admin_token}"}) as admin:
+        assert sorted(await provision(admin, out, units)) == sorted(units)
+        first = read_gateways(out)
+        assert out.stat().st_mode & 0o777 == 0o600
+        assert await provision(admin, out, units) == []  # a restart: nothing new
+        assert read_gateways(out) == first
+        # A revoked gateway (or a new database) gets a new client; the others are kept.
+        revoked = await admin.post(f"/clients/{first['JJZD'][0]}/revoke")
+        assert revoked.status_code == 200, revoked.text
+        assert await provision(admin, out, units) == ["JJZD"]
+        again = read_gateways(out)
+        assert again["JJZD"] != first["JJZD"] and again["CGJ-329901"] == first["CGJ-329901"]
+
+        cid, secret = again["JJZD"]
+        signed_in = await admin.post("/oauth/token", data={"grant_type": "client_credentials"},
+                                     auth=(cid, secret))
+        assert signed_in.status_code == 200, signed_in.text
+        claims = msgspec.json.decode(base64_part(signed_in.json()["access_token"]))
+        assert claims["unit"] == "JJZD" and claims["scope"] == "staff:report"
+
+
+def base64_part(jwt: str) -> bytes:
+    payload = jwt.split(".")[1]
+    return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))

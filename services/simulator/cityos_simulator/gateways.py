@@ -9,6 +9,7 @@ comes from the environment, never the command line, and no secret is printed.
 """
 
 import argparse
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -32,10 +33,10 @@ def demo_units(city: City) -> list[str]:
             or (u.get("parent") == "CGJ" and u["level"] == "district")]
 
 
-def provision(http: httpx.Client, out: Path, units: list[str]) -> list[str]:
+async def provision(http: httpx.AsyncClient, out: Path, units: list[str]) -> list[str]:
     """Make sure every unit has an active gateway client in `out`; the units newly created."""
     kept = read_gateways(out) if out.is_file() else {}
-    listed = http.get("/clients")
+    listed = await http.get("/clients")
     listed.raise_for_status()
     active = {c.client_id for c in msgspec.json.decode(listed.content, type=list[ClientInfo])
               if c.revoked_at is None}
@@ -43,7 +44,7 @@ def provision(http: httpx.Client, out: Path, units: list[str]) -> list[str]:
     for unit in units:
         if unit in kept and kept[unit][0] in active:
             continue
-        answer = http.post("/clients", content=msgspec.json.encode(ClientRegistration(
+        answer = await http.post("/clients", content=msgspec.json.encode(ClientRegistration(
             name=f"{unit} device gateway (demo)", unit=unit, scopes=SCOPES,
             description="the simulator's field staff of this unit")),
             headers={"content-type": "application/json"})
@@ -77,13 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         p.error("set CITYOS_ADMIN_TOKEN to an administrator's access token")
     units = args.units or demo_units(City(load_settings("simulator").city_dir))
-    with httpx.Client(base_url=args.issuer, timeout=30.0,
-                      headers={"Authorization": f"Bearer {token}"}) as http:
-        try:
-            created = provision(http, args.out, units)
-        except (httpx.HTTPError, RuntimeError) as exc:
-            print(f"gateways: {exc}", file=sys.stderr)
-            return 1
+
+    async def run() -> list[str]:
+        async with httpx.AsyncClient(base_url=args.issuer, timeout=30.0,
+                                     headers={"Authorization": f"Bearer {token}"}) as http:
+            return await provision(http, args.out, units)
+
+    try:
+        created = asyncio.run(run())
+    except (httpx.HTTPError, RuntimeError) as exc:
+        print(f"gateways: {exc}", file=sys.stderr)
+        return 1
     print(f"gateways: {len(units)} units in {args.out}, new: {', '.join(created) or 'none'}")
     return 0
 

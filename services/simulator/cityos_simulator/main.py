@@ -151,6 +151,22 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
              vehicles=args.vehicles, sensors=len(sensor_list), cameras=len(camera_list),
              roads=len(net.features), speedup=args.speedup)
 
+    # Field staff are on duty now, whatever the simulated clock says, and need neither
+    # ingestion nor the vehicles: their gateways report on their own, from the start.
+    staff = _field_staff(args, settings.city_dir, net)
+    patrol = asyncio.create_task(staff.run(stop), name="field-staff") if staff else None
+    try:
+        await _feeds(args, stop, settings.city_dir, net, sensor_list, camera_list, run_id, staff)
+    finally:
+        if staff and patrol:
+            await patrol
+            await staff.off_duty()
+            await staff.close()
+
+
+async def _feeds(args: argparse.Namespace, stop: asyncio.Event, city_dir: Path,
+                 net: RoadNetwork, sensor_list: list[Site], camera_list: list[Site], run_id: str,
+                 staff: FieldStaff | None) -> None:
     secret = os.environ.get("CITYOS_CLIENT_SECRET", "")
     auth = ClientCredentials(args.issuer, args.client_id, secret) if args.client_id else None
     async with httpx.AsyncClient(base_url=args.ingestion_url, timeout=30.0, auth=auth) as http, \
@@ -170,31 +186,21 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         sensors = Sensors(sensor_list, start, args.sensor_interval, args.seed)
         cameras = Cameras(camera_list, start, args.clips_per_hour, args.seed)
         next_summary = time.monotonic() + SUMMARY_EVERY_S
-        citizens = Citizens(City(settings.city_dir).categories, net, args.reports_per_hour,
-                            args.seed)
-        staff = _field_staff(args, settings.city_dir, net)
+        citizens = Citizens(City(city_dir).categories, net, args.reports_per_hour, args.seed)
         seq = 0
-        try:
-            while not stop.is_set():
-                began = time.monotonic()
-                now = clock.now()
-                # Staff are on duty now, whatever the simulated clock says: wall time for them.
-                await asyncio.gather(
-                    _tick(ing, versions, f"sim-{run_id}-{seq}", fleet.advance(now),
-                          sensors.advance(now), cameras.advance(now), args.batch_size),
-                    staff.report(time.time()) if staff else asyncio.sleep(0))
-                await citizens.send(events, datetime.now(UTC), args.tick, f"report-{run_id}")
-                seq += 1
-                HEARTBEAT.touch()  # the liveness probe: a simulator that stopped ticking restarts
-                if time.monotonic() >= next_summary:
-                    _summary(ing, now, staff)
-                    next_summary += SUMMARY_EVERY_S
-                if await ing.pause(max(0.0, args.tick - (time.monotonic() - began))):
-                    break
-        finally:
-            if staff:
-                await staff.off_duty()
-                await staff.close()
+        while not stop.is_set():
+            began = time.monotonic()
+            now = clock.now()
+            await _tick(ing, versions, f"sim-{run_id}-{seq}", fleet.advance(now),
+                        sensors.advance(now), cameras.advance(now), args.batch_size)
+            await citizens.send(events, datetime.now(UTC), args.tick, f"report-{run_id}")
+            seq += 1
+            HEARTBEAT.touch()  # the liveness probe: a simulator that stopped ticking restarts
+            if time.monotonic() >= next_summary:
+                _summary(ing, now, staff)
+                next_summary += SUMMARY_EVERY_S
+            if await ing.pause(max(0.0, args.tick - (time.monotonic() - began))):
+                break
         _summary(ing, clock.now(), staff)
 
 

@@ -8,7 +8,9 @@ identity bootstrap file). Without it there is no feed.
 """
 
 import asyncio
+import contextlib
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,13 +110,13 @@ class Squad:
 
 
 class FieldStaff:
-    """The gateways of several units: duty first, then a position batch per unit per interval."""
+    """The gateways of several units: duty first, then a position batch per unit per interval
+    (the units side by side, so one slow answer does not hold the others up)."""
 
     def __init__(self, squads: dict[str, Squad], gateways: dict[str, httpx.AsyncClient],
                  interval_s: float = 10.0) -> None:
         self.squads, self.gateways, self.interval_s = squads, gateways, interval_s
         self.sent = self.accepted = 0
-        self._next = 0.0
 
     @classmethod
     def from_file(cls, path: Path, city: City, net: RoadNetwork, dispatch_url: str,
@@ -130,11 +132,17 @@ class FieldStaff:
     async def close(self) -> None:
         await asyncio.gather(*(g.aclose() for g in self.gateways.values()))
 
+    async def run(self, stop: asyncio.Event) -> None:
+        """Report every `interval_s` until asked to stop."""
+        while not stop.is_set():
+            began = time.monotonic()
+            await self.report(time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(),
+                                       max(0.0, self.interval_s - (time.monotonic() - began)))
+
     async def report(self, now: float) -> None:
-        """Every `interval_s` (whenever called): each unit's people on duty, then positions."""
-        if now < self._next:
-            return
-        self._next = now + self.interval_s
+        """One round: each unit's people on duty (those not yet), then their positions."""
         await asyncio.gather(*(self._unit(unit, now) for unit in self.squads))
 
     async def _unit(self, unit: str, now: float) -> None:
