@@ -29,6 +29,7 @@ class EventPublisher:
         self._published: list[tuple[int, int]] = []
         self._queued: list[tuple[Sequence[CaseEvent], contextvars.Context]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._unsent: dict[int, int] = {}  # case id -> its events queued or in flight
         # How long the first of a batch of intake's events waits for others to join it: every
         # write to NATS is a system call, dear on a busy machine, and one carries a batch.
         self.batch_wait_s = 0.005
@@ -38,7 +39,14 @@ class EventPublisher:
 
     async def publish(self, events: Sequence[CaseEvent]) -> bool:
         """Publish in seq order (one connection keeps the order); False if NATS failed and
-        the relay will retry."""
+        the relay will retry. A case's earlier events still queued in the background (intake's,
+        an action right after the report) go first."""
+        while self._sender is not None and not self._sender.done() and \
+                any(e.case_id in self._unsent for e in events):
+            await asyncio.shield(self._sender)
+        return await self._publish(events)
+
+    async def _publish(self, events: Sequence[CaseEvent]) -> bool:
         if not events:
             return True
         try:
@@ -56,6 +64,8 @@ class EventPublisher:
         (the relay sends them if this fails), so an answer need not wait for NATS's acks. Each
         keeps its caller's trace; batches go out in the order they were queued."""
         self._queued.append((events, contextvars.copy_context()))
+        for e in events:
+            self._unsent[e.case_id] = self._unsent.get(e.case_id, 0) + 1
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_queued(), name="case-event-batches")
 
@@ -63,8 +73,17 @@ class EventPublisher:
         await asyncio.sleep(self.batch_wait_s)
         while self._queued:  # what queued up meanwhile is the next batch
             batch, self._queued = self._queued, []
-            await asyncio.gather(*(asyncio.create_task(self.publish(events), context=context)
-                                   for events, context in batch))
+            try:
+                await asyncio.gather(*(asyncio.create_task(self._publish(events),
+                                                           context=context)
+                                       for events, context in batch))
+            finally:
+                for events, _ in batch:
+                    for e in events:
+                        if self._unsent[e.case_id] > 1:
+                            self._unsent[e.case_id] -= 1
+                        else:
+                            del self._unsent[e.case_id]
 
     async def flush(self) -> None:
         keys, self._published = self._published, []
