@@ -8,9 +8,11 @@ reports of one new incident arriving together cannot both open a case.
 """
 
 import base64
+import itertools
 import json
 import math
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +40,11 @@ from cityos_kit import db
 
 # Gazetteer hits coarser than this (a whole street) place a report too vaguely to merge on.
 MERGEABLE_PRECISION_M = 1000.0
+# The reports of a case are kept in memory per version of the case while it has at most this
+# many (a city's recurring warning can gather thousands; those are read near the report only),
+# for at most this many cases (a few days' cases of a big city).
+SIGHTINGS_KEPT = 50
+SIGHTINGS_CACHED = 100_000
 COMMAND_CENTER = "CMD"
 _encode = msgspec.json.encode
 _decode_location = msgspec.json.Decoder(Location).decode
@@ -136,6 +143,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise ValueError("malformed cursor") from exc
 
 
+def _sighting_of(row: asyncpg.Record, confident_at: float) -> Sighting:
+    """A stored report as the merger sees it (lon/lat NaN when it has no point)."""
+    location = _decode_location(row["location"])
+    found = _decode_classification(row["classification"])
+    return Sighting(row["text"], location.lon if location.lon is not None else math.nan,
+                    location.lat if location.lat is not None else math.nan,
+                    location.precision_m or 0.0, row["reported_at"], row["channel"],
+                    found.category if found.confidence >= confident_at else None,
+                    probabilities(found))
+
+
 def _sighting(report: NewReport) -> Sighting:
     """A mergeable report as the merger sees it."""
     loc = report.location
@@ -150,6 +168,8 @@ class CaseStore:
     def __init__(self, pool: asyncpg.Pool, categories: dict[str, CategoryInfo]) -> None:
         self.pool = pool
         self.categories = categories
+        self._sightings_cache: OrderedDict[tuple[int, int], tuple[Sighting, ...]] = \
+            OrderedDict()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -248,8 +268,10 @@ class CaseStore:
 
         Only their reports the merger could pair it with come along: within the time window,
         and within a box around it as wide as the merge radius and both reports' imprecision
-        can reach (`search_radius_m` less the precision it does not have) — in a full store
-        most cases around are too far, and their rows cost more to decode than to skip."""
+        can reach (`search_radius_m` less the precision it does not have), the ten nearest in
+        time. A case's reports are read once per version of the case (`_sightings`): every
+        change to them bumps it, and around a report most cases have not changed since the
+        last report nearby, so reading them each time cost most of intake's database time."""
         loc = report.location
         assert loc.lon is not None and loc.lat is not None
         reach = search_radius_m - MERGEABLE_PRECISION_M + (loc.precision_m or 0.0)
@@ -260,42 +282,74 @@ class CaseStore:
         at = report.reported_at
         with db.span("select", "cases"):
             rows = await conn.fetch(
-                "SELECT c.case_id, c.version, c.category, c.closed_at, s.text, s.location,"
-                " s.reported_at, s.channel, s.classification"
-                " FROM cases c LEFT JOIN LATERAL ("
-                "   SELECT r.text, r.location, r.reported_at, r.channel, r.classification"
-                "   FROM reports r"
-                "   WHERE r.case_id = c.case_id AND r.reported_at >= $2::timestamptz - $3::interval"
-                "   AND r.reported_at <= $2 + $3::interval"
-                "   AND abs((r.location ->> 'lon')::float8 - $6) <= $7"
-                "   AND abs((r.location ->> 'lat')::float8 - $8) <= $9"
-                "   ORDER BY abs(extract(epoch FROM r.reported_at - $2)) LIMIT 10) s ON true"
-                " WHERE c.cell = ANY($1::bigint[]) AND c.last_reported_at >= $2 - $3::interval"
-                " AND c.first_reported_at <= $2 + $3::interval"
-                " AND c.status <> ALL($4::text[])"
-                " AND (c.closed_at IS NULL OR c.closed_at >= $2 - $5::interval)",
-                cells, at, window, _FINAL, closed_window, loc.lon, dlon, loc.lat, dlat)
+                "SELECT case_id, version, category, closed_at, report_count FROM cases"
+                " WHERE cell = ANY($1::bigint[]) AND last_reported_at >= $2::timestamptz"
+                " - $3::interval AND first_reported_at <= $2 + $3::interval"
+                " AND status <> ALL($4::text[])"
+                " AND (closed_at IS NULL OR closed_at >= $2 - $5::interval)",
+                cells, at, window, _FINAL, closed_window)
         seen = {r["case_id"]: r["version"] for r in rows}
-        by_case: dict[int, tuple[Any, list[Sighting]]] = {}
-        for r in rows:
-            if r["location"] is None:  # none of its reports is near enough
-                continue
-            location = _decode_location(r["location"])
-            if location.lon is None or location.lat is None or \
-                    (location.precision_m or 0) > MERGEABLE_PRECISION_M:
-                continue
-            found = _decode_classification(r["classification"])
-            own = found.category if found.confidence >= confident_at else None
-            entry = by_case.setdefault(r["case_id"], (r, []))
-            entry[1].append(Sighting(r["text"], location.lon, location.lat,
-                                     location.precision_m or 0.0, r["reported_at"], r["channel"],
-                                     own, probabilities(found)))
+        cached = await self._sightings(conn, rows, confident_at)
+        big = [r["case_id"] for r in rows if r["case_id"] not in cached]
+        if big:  # too many reports to keep: only those near in time and place
+            with db.span("select", "reports"):
+                found = await conn.fetch(
+                    "SELECT c.case_id, s.* FROM unnest($1::bigint[]) AS c(case_id)"
+                    " CROSS JOIN LATERAL (SELECT r.text, r.location, r.reported_at, r.channel,"
+                    "   r.classification FROM reports r WHERE r.case_id = c.case_id"
+                    "   AND r.reported_at >= $2::timestamptz - $3::interval"
+                    "   AND r.reported_at <= $2 + $3::interval"
+                    "   AND abs((r.location ->> 'lon')::float8 - $4) <= $5"
+                    "   AND abs((r.location ->> 'lat')::float8 - $6) <= $7"
+                    "   ORDER BY abs(extract(epoch FROM r.reported_at - $2)) LIMIT 10) s",
+                    big, at, window, loc.lon, dlon, loc.lat, dlat)
+            for case_id, group in itertools.groupby(found, key=lambda r: r["case_id"]):
+                cached[case_id] = tuple(_sighting_of(r, confident_at) for r in group)
         result = []
-        for case_id, (r, sightings) in by_case.items():
+        for r in rows:
+            near = [s for s in cached.get(r["case_id"], ())
+                    if abs(s.reported_at - at) <= window and abs(s.lon - loc.lon) <= dlon
+                    and abs(s.lat - loc.lat) <= dlat]
+            if len(near) > 10:
+                near = sorted(near, key=lambda s: abs(s.reported_at - at))[:10]
+            sightings = tuple(s for s in near if s.precision_m <= MERGEABLE_PRECISION_M)
+            if not sightings:
+                continue
             info = self.categories.get(r["category"]) if r["category"] else None
-            result.append(Candidate(case_id, r["category"], (info.group,) if info else (),
-                                    r["closed_at"], tuple(sightings)))
+            result.append(Candidate(r["case_id"], r["category"], (info.group,) if info else (),
+                                    r["closed_at"], sightings))
         return result, seen
+
+    async def _sightings(self, conn: asyncpg.Connection, rows: Sequence[asyncpg.Record],
+                         confident_at: float) -> dict[int, tuple[Sighting, ...]]:
+        """Every report of these cases (those with at most SIGHTINGS_KEPT), from the cache of
+        (case id, version) or read now; a case with more is left out."""
+        found: dict[int, tuple[Sighting, ...]] = {}
+        missing: dict[int, int] = {}
+        cache = self._sightings_cache
+        for r in rows:
+            key = (r["case_id"], r["version"])
+            hit = cache.get(key)
+            if hit is not None:
+                cache.move_to_end(key)
+                found[key[0]] = hit
+            elif r["report_count"] <= SIGHTINGS_KEPT:
+                missing[key[0]] = key[1]
+        if missing:
+            with db.span("select", "reports"):
+                read = await conn.fetch(
+                    "SELECT case_id, text, location, reported_at, channel, classification"
+                    " FROM reports WHERE case_id = ANY($1::bigint[]) ORDER BY case_id",
+                    list(missing))
+            got = {case_id: tuple(_sighting_of(r, confident_at) for r in group)
+                   for case_id, group in itertools.groupby(read, key=lambda r: r["case_id"])}
+            for case_id, version in missing.items():
+                # Read outside the write's transaction, the reports may be newer than the
+                # version: harmless, the write's check sees the version move and we read again.
+                found[case_id] = cache[(case_id, version)] = got.get(case_id, ())
+            while len(cache) > SIGHTINGS_CACHED:
+                cache.popitem(last=False)
+        return found
 
     async def _write(self, conn: asyncpg.Connection, report: NewReport, target: int | None,
                      cells: list[int] | None, seen: dict[int, int], window: timedelta,
