@@ -17,12 +17,11 @@ from data_platform.conftest import (  # noqa: F401  (the data platform, for the 
     issuer,
     spatiotemporal,
 )
-from dispatch.conftest import dispatch, eventually, token  # noqa: F401
+from dispatch.conftest import dispatch, eventually, staff_dataset, token  # noqa: F401
 from events.conftest import events, events_issuer  # noqa: F401
 from identity.conftest import ISSUER, admin_token, bootstrap_file, client, identity_app  # noqa: F401
 from litestar.testing import AsyncTestClient
 
-from cityos_dispatch.staff import FIELD_STAFF_DATASET
 from cityos_kit.auth import LocalIssuer
 from cityos_kit.city import City
 from cityos_kit.config import DEFAULT_CITY_DIR
@@ -80,14 +79,6 @@ def test_without_gateway_credentials_there_is_no_feed(tmp_path: Path, net: RoadN
                         DEFAULT_CITY_DIR, net)
     assert feed is not None and sorted(feed.squads) == ["CGJ-329901", "JJZD"]
     asyncio.run(feed.close())
-
-
-@pytest.fixture(scope="module")
-async def staff_dataset(ingestion: AsyncTestClient[Any],  # noqa: F811
-                        spatiotemporal: AsyncTestClient[Any]) -> None:  # noqa: F811
-    response = await ingestion.post("/datasets", content=msgspec.json.encode(FIELD_STAFF_DATASET),
-                                    headers={"content-type": "application/json"})
-    assert response.status_code in (200, 201), response.text
 
 
 class Into(httpx.AsyncBaseTransport):

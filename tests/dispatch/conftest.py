@@ -26,6 +26,7 @@ from cityos_contracts.dispatch import DispatchEvent
 from cityos_dispatch.app import build_app
 from cityos_dispatch.config import DispatchSettings
 from cityos_dispatch.hub import Bearer
+from cityos_dispatch.staff import FIELD_STAFF_DATASET
 from cityos_kit.auth import AuthPlugin, LocalIssuer
 
 SCALE = 0.002
@@ -152,3 +153,13 @@ async def watcher(nats_prefix: str) -> AsyncIterator[Watcher]:
         await nc.subscribe(f"{nats_prefix}.{subject}", cb=on_message)
     yield found
     await nc.close()
+
+
+@pytest.fixture(scope="module")
+async def staff_dataset(ingestion: AsyncTestClient[Any],
+                        spatiotemporal: AsyncTestClient[Any]) -> None:
+    """The field-staff positions dataset registered (the test module brings the data platform's
+    `ingestion` and `spatiotemporal` fixtures)."""
+    response = await ingestion.post("/datasets", content=msgspec.json.encode(FIELD_STAFF_DATASET),
+                                    headers={"content-type": "application/json"})
+    assert response.status_code in (200, 201), response.text

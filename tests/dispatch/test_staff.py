@@ -4,7 +4,6 @@ incident reported from the street into the event hub."""
 
 from typing import Any
 
-import msgspec
 import pytest
 from data_platform.conftest import (  # noqa: F401  (the data platform, for the nearest query)
     ingestion,
@@ -22,18 +21,9 @@ from dispatch.conftest import (
 )
 from litestar.testing import AsyncTestClient
 
-from cityos_dispatch.staff import FIELD_STAFF_DATASET
 from cityos_kit.auth import LocalIssuer
 
 M = 1 / 111_000  # about a metre, in degrees
-
-
-@pytest.fixture(scope="module")
-async def staff_dataset(ingestion: AsyncTestClient[Any],  # noqa: F811
-                        spatiotemporal: AsyncTestClient[Any]) -> None:  # noqa: F811
-    response = await ingestion.post("/datasets", content=msgspec.json.encode(FIELD_STAFF_DATASET),
-                                    headers={"content-type": "application/json"})
-    assert response.status_code in (200, 201), response.text
 
 
 def person(issuer: LocalIssuer, unit: str, sub: str) -> dict[str, str]:  # noqa: F811
