@@ -14,7 +14,8 @@ gateway reports each one's position every `--position-every` seconds. Meanwhile 
 reports arrive at `--rate` per second and the command center accepts each: the latency is the
 hub's `dispatched` event time minus its `accepted` event time (consumer → routing rule → HTTP
 dispatch through the hub), read from the case events on NATS.
-Prints one JSON line: value = p99 acceptance→dispatch in ms.
+Prints one JSON line: value = p99 acceptance→dispatch in ms; load_1m = the machine's 1-minute
+load average when the clock started and at the end.
 """
 
 import argparse
@@ -244,6 +245,7 @@ async def main() -> None:
         await on_duty.wait()  # everyone has gone on duty (a burst of its own)
         await asyncio.sleep(3)  # and the position load is on, before the clock starts
         rng = random.Random(3)
+        load_before = os.getloadavg()[0]  # the figure follows the machine's load: say it
         started = time.perf_counter()
         mine: list[int] = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{EVENTS_PORT}", timeout=30,
@@ -301,7 +303,8 @@ async def main() -> None:
                           "escalations_fired": escalations, "staff": args.staff,
                           "positions_per_request": args.position_batch,
                           "positions_per_s": round(positions / elapsed, 1),
-                          "position_p99_ms": round(1000 * pct(pos, 0.99), 1)}))
+                          "position_p99_ms": round(1000 * pct(pos, 0.99), 1),
+                          "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}))
     finally:
         for proc in reversed(procs):  # dispatch first: it calls the hub until it stops
             proc.terminate()

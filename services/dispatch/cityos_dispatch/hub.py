@@ -12,6 +12,8 @@ duplicate them. Every call sends `expected_version` where it matters, so a retri
 lost answer is refused (409) instead of applied twice.
 """
 
+import asyncio
+import contextlib
 from collections.abc import Generator
 from typing import Any
 
@@ -84,6 +86,12 @@ class EventHub:
         if expected_version is not None:
             body["expected_version"] = expected_version
         return _detail.decode(await self._send("POST", f"/cases/{case_id}/{action}", body, token))
+
+    async def warm(self) -> None:
+        """Connect and get the service's token now (a probe of the hub's health), so the first
+        case after a start does not wait for them; failing is fine: the first call retries."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.http.get("/healthz"), timeout=10)
 
     async def case(self, case_id: int, token: str | None = None) -> CaseDetail:
         return _detail.decode(await self._send("GET", f"/cases/{case_id}", None, token))

@@ -48,6 +48,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
+        self._warming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Returns once the consumer and the timers run (raises what stopped them starting)."""
@@ -87,6 +88,7 @@ class Worker:
         try:
             await bus.connect()
             dispatcher = self.dispatcher = self.make(pool, bus)
+            self._warming = asyncio.create_task(dispatcher.hub.warm())
             start_consumers(bus, dispatcher)
             timers = TimerLoop(pool, dispatcher.store, dispatcher.remind, dispatcher.fire,
                                dispatcher.settings.tick_s)
