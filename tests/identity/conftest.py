@@ -21,7 +21,9 @@ AUTH = AuthSettings(issuer=ISSUER, leeway_s=0, rate_limit_per_minute=100_000)
 
 @pytest.fixture(scope="session")
 def bootstrap_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("identity") / "admin-credentials.txt"
+    # One path for the whole run: identity writes it only on the first start of the run's
+    # database, and test modules that import these fixtures get instances of their own.
+    return tmp_path_factory.getbasetemp() / "identity-admin-credentials.txt"
 
 
 @pytest.fixture(scope="session")
