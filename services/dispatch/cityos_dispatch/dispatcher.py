@@ -23,7 +23,6 @@ from cityos_contracts.dispatch import (
     Emergency,
     Escalation,
     ExtensionDecision,
-    Priority,
     RouteDecision,
     Rule,
     UnitAction,
@@ -91,8 +90,7 @@ class Dispatcher:
 
     async def _decide(self, case: Any, emergency: Emergency | None, at: datetime
                       ) -> RouteDecision:
-        category = self.units.categories.get(case["category"] or "")
-        priority: Priority = category.priority if category else "normal"
+        priority = self.units.priority_of(case["category"])
         if emergency is not None:
             assisting = [u for u in emergency.assisting if u != emergency.lead]
             return RouteDecision(
@@ -240,8 +238,7 @@ class Dispatcher:
             rule_id, rule_version = decision["rule_id"], decision["rule_version"]
             emergency_id = decision["emergency_id"]
         else:  # the center chose the unit itself
-            category = self.units.categories.get(case["category"] or "")
-            priority = category.priority if category else "normal"
+            priority = self.units.priority_of(case["category"])
             emergency = await self.store.emergency_at(conn, case["lon"], case["lat"])
             if emergency is not None:
                 priority = raised(priority, emergency.priority)

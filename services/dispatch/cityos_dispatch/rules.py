@@ -67,6 +67,17 @@ class CityUnits:
         self.divisions: dict[str, dict[str, Any]] = {
             f["properties"]["code"]: f["properties"] for f in city.divisions["features"]}
 
+    def priority_of(self, category: str | None) -> Priority:
+        """A case's priority by its category's (normal when it has none)."""
+        found = self.categories.get(category or "")
+        return found.priority if found else "normal"
+
+    def check_divisions(self, *codes: str | None) -> None:
+        """Refuse district or street codes the city lacks."""
+        for code in codes:
+            if code is not None and code not in self.divisions:
+                raise RuleError(f"unknown division {code!r}")
+
     def department_of(self, unit: str) -> str:
         found = self.units.get(unit)
         return str(found["department"]) if found else unit.split("-", 1)[0]
@@ -101,9 +112,7 @@ class CityUnits:
                 raise RuleError(f"unknown {what} {ref!r}")
         if rule.category is not None and rule.category not in self.categories:
             raise RuleError(f"unknown category {rule.category!r}")
-        for code in (rule.district, rule.street):
-            if code is not None and code not in self.divisions:
-                raise RuleError(f"unknown division {code!r}")
+        self.check_divisions(rule.district, rule.street)
         if (rule.from_hour is None) != (rule.to_hour is None):
             raise RuleError("give both from_hour and to_hour, or neither")
 
@@ -175,8 +184,7 @@ def preview(units: CityUnits, rules: list[Rule], body: RulePreviewIn, tz: ZoneIn
     """A dry run: where the case goes with `rules` (those in force) and with the edit the body
     names. RuleError for what the city lacks, or a `rule_id` not in force."""
     facts = _facts(units, body.case)
-    category = units.categories.get(facts.category or "")
-    priority: Priority = category.priority if category else "normal"
+    priority = units.priority_of(facts.category)
     if body.rule is not None:
         units.check(body.rule)
     current = _decision(units, rules, facts, tz, priority)
@@ -206,9 +214,7 @@ def preview(units: CityUnits, rules: list[Rule], body: RulePreviewIn, tz: ZoneIn
 def _facts(units: CityUnits, case: PreviewCase) -> CaseFacts:
     if case.category is not None and case.category not in units.categories:
         raise RuleError(f"unknown category {case.category!r}")
-    for code in (case.district, case.street):
-        if code is not None and code not in units.divisions:
-            raise RuleError(f"unknown division {code!r}")
+    units.check_divisions(case.district, case.street)
     district = case.district
     if case.street is not None:
         parent = units.divisions[case.street].get("parent")
