@@ -166,7 +166,7 @@ def consumer(conn: Connection, database_url: str, prefix: str, licensed: dict[st
         await bus.connect()
 
         async def registry() -> Registered:
-            return Registered(*places, licensed, Registered.by_vehicle(trips))
+            return Registered(*places, licensed, rules.trips_by_vehicle(trips))
 
         lw = LiveWarnings(DATASET, pool, bus, LiveSettings(gps_datasets=DATASET, batch=batch),
                           Thresholds(), registry)

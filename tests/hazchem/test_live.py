@@ -247,7 +247,7 @@ def test_live_forgets_past_trips_and_periods() -> None:
         return Trip(name, "V", end - 3600, end, np.zeros(2), np.zeros(2))
 
     reg = Registered(rules.Places.empty(), rules.Places.empty(), {},
-                     Registered.by_vehicle([trip("T1", 100.0), trip("T2", 5000.0)]))
+                     rules.trips_by_vehicle([trip("T1", 100.0), trip("T2", 5000.0)]))
     assert [t.trip_id for t in reg.trips_after(1000.0).trips["V"]] == ["T2"]
     assert reg.trips_after(6000.0).trips == {}
     th = Thresholds()

@@ -87,13 +87,6 @@ class Registered:
     def empty() -> "Registered":
         return Registered(Places.empty(), Places.empty(), {})
 
-    @staticmethod
-    def by_vehicle(trips: Sequence[Trip]) -> dict[str, list[Trip]]:
-        out: dict[str, list[Trip]] = {}
-        for trip in trips:
-            out.setdefault(trip.vehicle, []).append(trip)
-        return out
-
     def trips_during(self, vehicle: str, start: float, end: float) -> list[Trip]:
         return [t for t in self.trips.get(vehicle, ()) if t.start <= end and t.end >= start]
 
@@ -522,7 +515,7 @@ def registry_from(places: PlacesFetch, licences: LicenceFetch, trips: TripsFetch
         return Registered(await places(enterprises, now, tok, True),
                           await places(pois, now, tok, False),
                           await licences(vehicles, now, tok) if vehicles else {},
-                          Registered.by_vehicle(await trips(declared, now, tok))
+                          rules.trips_by_vehicle(await trips(declared, now, tok))
                           if declared else {})
 
     return load

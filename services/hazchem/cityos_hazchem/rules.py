@@ -584,6 +584,14 @@ def black_sites(stays: Sequence[Warning], th: Thresholds) -> list[Warning]:
     return out
 
 
+def trips_by_vehicle(trips: Sequence[Trip]) -> dict[str, list[Trip]]:
+    """Declared trips per plate."""
+    out: dict[str, list[Trip]] = {}
+    for trip in trips:
+        out.setdefault(trip.vehicle, []).append(trip)
+    return out
+
+
 def detect_all(tracks: Sequence[Track], licensed: dict[str, bool], stays: Stays,
                enterprises: Places, pois: Places, th: Thresholds, *,
                trips: Sequence[Trip] = (), sites: bool = True) -> list[Warning]:
@@ -594,9 +602,7 @@ def detect_all(tracks: Sequence[Track], licensed: dict[str, bool], stays: Stays,
     if sites:
         out += black_sites(out, th)
     out += licence_anomaly(stays, enterprises, th)
-    by_vehicle: dict[str, list[Trip]] = {}
-    for trip in trips:
-        by_vehicle.setdefault(trip.vehicle, []).append(trip)
+    by_vehicle = trips_by_vehicle(trips)
     for tr in tracks:
         dr = driving_blocks(tr, th)
         out += fatigue(tr, dr, th)
