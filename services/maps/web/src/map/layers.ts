@@ -88,7 +88,7 @@ export class ThemeLayers {
   // People are few and each is someone to click: drawn as SVG elements, not on the canvas.
   private readonly staffRenderer = L.svg({ pane: this.pane });
   // Positions carry staff ids; names come from dispatch's staff list, for those who may list
-  // staff (cases:act), asked again at most every 10 s when someone new appears.
+  // staff (cases:read), asked again at most every 10 s when someone new appears.
   private readonly staffNames = new Map<string, string>();
   private readonly staffSeen = new Set<string>();
   private namesAskedAt = 0;
@@ -282,7 +282,7 @@ export class ThemeLayers {
 
   /** Ask for the names of the staff on duty (throttled); markers show them once known. */
   private wantStaffNames(): void {
-    if (!hasScope("cases:act") || this.namesTimer != null) return;
+    if (!hasScope("cases:read") || this.namesTimer != null) return;
     this.namesTimer = window.setTimeout(() => {
       this.namesTimer = null;
       this.namesAskedAt = Date.now();
